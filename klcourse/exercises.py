@@ -1,0 +1,204 @@
+"""Exercise checker: ``check("01.1", answer)`` says whether an answer is right, and if not, why.
+
+Each exercise knows its right answer (computed here with :mod:`klcourse.kl`, never typed in) and
+the answers that common slips produce (nats for bits, swapped arguments, a dropped sign), so a
+wrong answer gets a hint about the slip it most likely is rather than a bare "no".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from klcourse.kl import bernoulli_kl, k1, k3, kl_divergence
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: its question, how to compute its answer, and the slips worth naming."""
+
+    key: str
+    question: str
+    answer: Callable[[], float]
+    hint: str
+    rel_tol: float = 1e-3
+    slips: tuple[tuple[str, Callable[[], float]], ...] = field(default_factory=tuple)
+
+
+def _die_fair() -> np.ndarray:
+    return np.full(6, 1 / 6)
+
+
+def _die_loaded() -> np.ndarray:
+    return np.array([0.1, 0.1, 0.1, 0.1, 0.1, 0.5])
+
+
+def _k1_variance_coins(a: float, b: float) -> float:
+    """Exact ``Var_{x~A}[log A(x) − log B(x)]`` for two coins."""
+    pa = np.array([a, 1 - a])
+    lr = np.log(pa) - np.log(np.array([b, 1 - b]))
+    return float((pa * lr**2).sum() - (pa * lr).sum() ** 2)
+
+
+EXERCISES: dict[str, Exercise] = {
+    e.key: e
+    for e in [
+        Exercise(
+            key="01.1",
+            question="KL(fair die ‖ die loaded with 1/2 on six and 1/10 elsewhere), in bits.",
+            answer=lambda: float(kl_divergence(_die_fair(), _die_loaded(), unit="bits")),
+            hint="Sum P(x)·log2(P(x)/Q(x)) over the six faces, with P the fair die.",
+            slips=(
+                (
+                    "That is the value in nats; divide by ln 2 for bits.",
+                    lambda: float(kl_divergence(_die_fair(), _die_loaded())),
+                ),
+                (
+                    "That is KL(loaded ‖ fair): the fair die goes in the first slot.",
+                    lambda: float(kl_divergence(_die_loaded(), _die_fair(), unit="bits")),
+                ),
+                (
+                    "That looks like log base 10; bits use log base 2.",
+                    lambda: float(kl_divergence(_die_fair(), _die_loaded())) / math.log(10),
+                ),
+            ),
+        ),
+        Exercise(
+            key="01.2",
+            question="Coins A = 0.9 heads and B = 0.6 heads: KL(B ‖ A) in nats.",
+            answer=lambda: float(bernoulli_kl(0.6, 0.9)),
+            hint="Weight each outcome by B's probability: the first argument is the weights.",
+            slips=(
+                (
+                    "That is KL(A ‖ B). KL is not symmetric: weight by B this time.",
+                    lambda: float(bernoulli_kl(0.9, 0.6)),
+                ),
+                (
+                    "That is the value in bits; the question asks for nats.",
+                    lambda: float(bernoulli_kl(0.6, 0.9, unit="bits")),
+                ),
+                (
+                    "You used only the heads term; tails contributes too.",
+                    lambda: 0.6 * math.log(0.6 / 0.9),
+                ),
+            ),
+        ),
+        Exercise(
+            key="01.3",
+            question="P = [1/2, 1/2, 0, 0], Q = [1/4, 1/4, 1/4, 1/4]: KL(P ‖ Q) in nats.",
+            answer=lambda: float(kl_divergence([0.5, 0.5, 0, 0], [0.25] * 4)),
+            hint="Outcomes with P(x) = 0 contribute 0·log(0/Q) = 0.",
+            slips=(
+                (
+                    "That is KL(Q ‖ P), which is infinite: Q puts mass where P has none.",
+                    lambda: float(kl_divergence([0.25] * 4, [0.5, 0.5, 0, 0])),
+                ),
+                (
+                    "That is the value in bits; the question asks for nats.",
+                    lambda: float(kl_divergence([0.5, 0.5, 0, 0], [0.25] * 4, unit="bits")),
+                ),
+            ),
+        ),
+        Exercise(
+            key="02.1",
+            question="A sampled token has policy P = 0.1 and reference Q = 0.4: its k1 value.",
+            answer=lambda: float(k1(math.log(0.1), math.log(0.4))),
+            hint="k1 = log P(x) − log Q(x) for a token sampled from P. It can be negative.",
+            slips=(
+                (
+                    "Sign flipped: k1 is log P − log Q with P the sampler (the policy).",
+                    lambda: float(k1(math.log(0.4), math.log(0.1))),
+                ),
+            ),
+        ),
+        Exercise(
+            key="02.2",
+            question="Same token (P = 0.1, Q = 0.4): its k3 value, with r = Q(x)/P(x).",
+            answer=lambda: float(k3(math.log(0.1), math.log(0.4))),
+            hint="k3 = (r − 1) − log r with r = Q(x)/P(x) = 4. It is never negative.",
+            slips=(
+                (
+                    "You used r = P(x)/Q(x); Schulman's r is (other)/(sampler) = Q(x)/P(x).",
+                    lambda: float(k3(math.log(0.4), math.log(0.1))),
+                ),
+                ("That is k2 = ½(log r)², not k3.", lambda: 0.5 * math.log(4.0) ** 2),
+            ),
+        ),
+        Exercise(
+            key="02.3",
+            question=(
+                "Coins A = 0.7, B = 0.5, samples from A: how many samples N does the k1 "
+                "mean need for a standard error of 0.001 nats?"
+            ),
+            answer=lambda: _k1_variance_coins(0.7, 0.5) / 0.001**2,
+            hint="Standard error = std(k1)/√N, so N = Var(k1)/0.001². Compute Var(k1) exactly.",
+            rel_tol=0.02,
+            slips=(
+                (
+                    "That is √N-sized: N = Var/SE², not std/SE.",
+                    lambda: math.sqrt(_k1_variance_coins(0.7, 0.5)) / 0.001,
+                ),
+                (
+                    "You used E[k1²] without subtracting KL²: Var = E[k1²] − KL².",
+                    lambda: (
+                        (_k1_variance_coins(0.7, 0.5) + float(bernoulli_kl(0.7, 0.5)) ** 2)
+                        / 0.001**2
+                    ),
+                ),
+            ),
+        ),
+    ]
+}
+
+
+def _close(x: float, y: float, rel_tol: float) -> bool:
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    return math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-9)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """The checker's verdict: true when right; shows as its message in a notebook."""
+
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return self.message
+
+
+def check(key: str, answer: float | None) -> Feedback:
+    """Check ``answer`` to exercise ``key``: right means within the exercise's relative tolerance
+    (0.1 % unless it says otherwise). A wrong answer that matches a known slip names the slip.
+
+    ``None`` means "not answered yet": the feedback repeats the question and gives a hint.
+    """
+    if key not in EXERCISES:
+        raise ValueError(f"no exercise {key!r}; exercises are {', '.join(EXERCISES)}")
+    ex = EXERCISES[key]
+    if answer is None:
+        return Feedback(False, f"… {key} not answered yet: {ex.question} Hint: {ex.hint}")
+    try:
+        value = float(answer)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"exercise {key}: answer must be a number, got {answer!r}") from exc
+
+    if math.isnan(value):
+        return Feedback(
+            False,
+            f"✗ {key}: your answer is NaN. Look for 0·log 0 or ∞ − ∞ in your "
+            "computation; KL defines 0·log(0/q) = 0.",
+        )
+    if _close(value, ex.answer(), ex.rel_tol):
+        return Feedback(True, f"✓ {key}: correct ({value:.6g}).")
+    slip = next((h for h, f in ex.slips if _close(value, f(), ex.rel_tol)), None)
+    return Feedback(False, f"✗ {key}: not quite ({value:.6g}). " + (slip or f"Hint: {ex.hint}"))
