@@ -16,6 +16,35 @@ PRESET_ENV = "KLCOURSE_PRESET"
 
 
 @dataclass(frozen=True)
+class WorldConfig:
+    """Sizes of the ground-truth world's models and of their training runs.
+
+    Both the SFT model (the frozen reference) and the proxy reward model are GPT-2-architecture
+    transformers of the same shape. Changing any field changes the artifact cache key, so the
+    models are rebuilt.
+    """
+
+    n_embd: int
+    n_layer: int
+    n_head: int
+    #: SFT: number of grammar samples, epochs over them, batch size and peak learning rate.
+    sft_samples: int
+    sft_epochs: int
+    sft_batch: int
+    sft_lr: float
+    #: Reward model: preference pairs, epochs, batch size and peak learning rate.
+    rm_pairs: int
+    rm_epochs: int
+    rm_batch: int
+    rm_lr: float
+    #: Positive-only fine-tuning of the SFT model: the drifted policy of notebook 03.
+    drift_samples: int
+    seed: int = 0
+    #: Longest sequence (prompt + response + special tokens) the models see.
+    n_positions: int = 32
+
+
+@dataclass(frozen=True)
 class Preset:
     """Sizes for one scale of the course. Every notebook and CLI reads its sizes from here."""
 
@@ -24,12 +53,73 @@ class Preset:
     mc_samples: int
     #: Largest sample size in the convergence plots of notebook 02.
     mc_curve_samples: int
+    #: The ground-truth world: model shapes and training sizes.
+    world: WorldConfig
+    #: Rollouts sampled per measurement in notebook 03.
+    rollouts: int
 
 
 PRESETS: dict[str, Preset] = {
-    "smoke": Preset(name="smoke", mc_samples=200_000, mc_curve_samples=20_000),
-    "laptop": Preset(name="laptop", mc_samples=10_000_000, mc_curve_samples=200_000),
-    "gpu": Preset(name="gpu", mc_samples=10_000_000, mc_curve_samples=1_000_000),
+    "smoke": Preset(
+        name="smoke",
+        mc_samples=200_000,
+        mc_curve_samples=20_000,
+        world=WorldConfig(
+            n_embd=32,
+            n_layer=1,
+            n_head=2,
+            sft_samples=8_000,
+            sft_epochs=1,
+            sft_batch=64,
+            sft_lr=5e-3,
+            rm_pairs=2_000,
+            rm_epochs=1,
+            rm_batch=64,
+            rm_lr=1e-3,
+            drift_samples=500,
+        ),
+        rollouts=128,
+    ),
+    "laptop": Preset(
+        name="laptop",
+        mc_samples=10_000_000,
+        mc_curve_samples=200_000,
+        world=WorldConfig(
+            n_embd=64,
+            n_layer=2,
+            n_head=4,
+            sft_samples=24_000,
+            sft_epochs=1,
+            sft_batch=64,
+            sft_lr=3e-3,
+            rm_pairs=12_000,
+            rm_epochs=2,
+            rm_batch=64,
+            rm_lr=1e-3,
+            drift_samples=2_000,
+        ),
+        rollouts=512,
+    ),
+    "gpu": Preset(
+        name="gpu",
+        mc_samples=10_000_000,
+        mc_curve_samples=1_000_000,
+        world=WorldConfig(
+            n_embd=256,
+            n_layer=4,
+            n_head=8,
+            sft_samples=200_000,
+            sft_epochs=1,
+            sft_batch=256,
+            sft_lr=1e-3,
+            rm_pairs=100_000,
+            rm_epochs=2,
+            rm_batch=256,
+            rm_lr=5e-4,
+            drift_samples=8_000,
+        ),
+        rollouts=4096,
+    ),
 }
 
 

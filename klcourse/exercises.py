@@ -15,6 +15,15 @@ import numpy as np
 
 from klcourse.kl import bernoulli_kl, k1, k3, kl_divergence
 
+_POLICY_LP = (-0.5, -1.2, -0.1)
+_REF_LP = (-0.7, -2.0, -0.1)
+_LOGITS = np.array([2.0, 1.0, 0.0])
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    return x - np.log(np.exp(x - x.max()).sum()) - x.max()
+
+
 LN2 = math.log(2.0)
 
 
@@ -145,10 +154,70 @@ EXERCISES: dict[str, Exercise] = {
                 ),
                 (
                     "You used E[k1²] without subtracting KL²: Var = E[k1²] − KL².",
-                    lambda: (
-                        (_k1_variance_coins(0.7, 0.5) + float(bernoulli_kl(0.7, 0.5)) ** 2)
-                        / 0.001**2
-                    ),
+                    lambda: (_k1_variance_coins(0.7, 0.5) + float(bernoulli_kl(0.7, 0.5)) ** 2) / 0.001**2,
+                ),
+            ),
+        ),
+        Exercise(
+            key="03.1",
+            question=(
+                "A 3-token response has policy log-probs (−0.5, −1.2, −0.1) and reference "
+                "log-probs (−0.7, −2.0, −0.1) of its sampled tokens: the k1 estimate of the "
+                "sequence KL."
+            ),
+            answer=lambda: float(np.sum(k1(np.array(_POLICY_LP), np.array(_REF_LP)))),
+            hint="Sum log π − log π_ref over the response's tokens (chain rule): do not average.",
+            slips=(
+                (
+                    "That is the mean over tokens; the sequence KL is the sum.",
+                    lambda: float(np.mean(k1(np.array(_POLICY_LP), np.array(_REF_LP)))),
+                ),
+                (
+                    "Sign flipped: it is log π − log π_ref, policy first.",
+                    lambda: -float(np.sum(k1(np.array(_POLICY_LP), np.array(_REF_LP)))),
+                ),
+            ),
+        ),
+        Exercise(
+            key="03.2",
+            question=(
+                "Logits (2, 1, 0), sampling temperature T = 0.5: the log-probability the "
+                "sampler gave token 0."
+            ),
+            answer=lambda: float(_log_softmax(_LOGITS / 0.5)[0]),
+            hint="Divide the logits by T before the log-softmax: log softmax(logits / T)[0].",
+            slips=(
+                (
+                    "That is the log-probability at T = 1; the sampler used T = 0.5.",
+                    lambda: float(_log_softmax(_LOGITS)[0]),
+                ),
+                (
+                    "You multiplied by T; temperature divides the logits.",
+                    lambda: float(_log_softmax(_LOGITS * 0.5)[0]),
+                ),
+                (
+                    "That is the probability, not its log.",
+                    lambda: float(np.exp(_log_softmax(_LOGITS / 0.5)[0])),
+                ),
+            ),
+        ),
+        Exercise(
+            key="03.3",
+            question=(
+                "64 responses × 128 tokens, vocabulary 50,257, float32: how many MiB must be "
+                "kept to hold the reference's log-probs over the whole vocabulary?"
+            ),
+            answer=lambda: 64 * 128 * 50_257 * 4 / 2**20,
+            hint="positions × vocabulary × 4 bytes, divided by 2²⁰ bytes per MiB.",
+            slips=(
+                (
+                    "That is in MB (10⁶ bytes); a MiB is 2²⁰ bytes.",
+                    lambda: 64 * 128 * 50_257 * 4 / 1e6,
+                ),
+                ("Each float32 takes 4 bytes.", lambda: 64 * 128 * 50_257 / 2**20),
+                (
+                    "That is the sampled-token cost (one float per position).",
+                    lambda: 64 * 128 * 4 / 2**20,
                 ),
             ),
         ),

@@ -36,9 +36,7 @@ def gaussian_mixture(grid: np.ndarray, weights, mus, sigmas) -> np.ndarray:
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or (weights < 0).any() or not np.isclose(weights.sum(), 1.0):
         raise ValueError("weights must be a 1-D array of non-negative numbers that sums to 1")
-    dens = np.exp(
-        -0.5 * ((grid[None, :] - np.asarray(mus)[:, None]) / np.asarray(sigmas)[:, None]) ** 2
-    )
+    dens = np.exp(-0.5 * ((grid[None, :] - np.asarray(mus)[:, None]) / np.asarray(sigmas)[:, None]) ** 2)
     dens /= np.asarray(sigmas)[:, None]
     mix = (weights[:, None] * dens).sum(axis=0)
     return mix / mix.sum()

@@ -80,9 +80,7 @@ def _scale(unit: Unit) -> float:
 
 def _check_same_shape(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(
-            f"shape mismatch: {names} have shapes {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ValueError(f"shape mismatch: {names} have shapes {tuple(a.shape)} and {tuple(b.shape)}")
     if a.numel() == 0:
         raise ValueError(f"empty input: {names} have no entries")
 
@@ -97,9 +95,7 @@ def _check_distribution(p: torch.Tensor, name: str, dim: int) -> None:
     if torch.isinf(p).any():
         raise ValueError(f"{name} contains inf; probabilities must be finite")
     if (p < 0).any():
-        raise ValueError(
-            f"{name} has negative entries (min {p.min().item():.3g}); probabilities must be ≥ 0"
-        )
+        raise ValueError(f"{name} has negative entries (min {p.min().item():.3g}); probabilities must be ≥ 0")
     tol = SUM_TOL if p.dtype == torch.float64 else SUM_TOL_LOW
     err = (p.sum(dim=dim, dtype=torch.float64) - 1.0).abs().max().item()
     if err > tol:
@@ -146,21 +142,25 @@ def _kl_rows(p: torch.Tensor, q: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(support, p * log_ratio, 0.0).sum(dim=dim)
 
 
-def kl_from_logprobs(logp, logq, *, dim: int = -1, unit: Unit = "nats"):
+def kl_from_logprobs(logp, logq, *, dim: int = -1, unit: Unit = "nats", validate: bool = True):
     """Exact ``KL(P ‖ Q) = Σ_x exp(log P(x)) · (log P(x) − log Q(x))`` from full log-prob vectors.
 
     The form used for a language model's next-token distributions, where ``log_softmax`` of the
     logits gives ``log P`` over the whole vocabulary. ``-inf`` entries are allowed: an outcome
     with ``log P = -inf`` contributes 0, and ``log Q = -inf`` where ``log P`` is finite gives
     ``inf``. Each row of ``exp(logp)`` must sum to 1 (same tolerances as :func:`kl_divergence`).
+
+    ``validate=False`` skips those checks (three extra passes over the input): for hot loops whose
+    inputs come straight from ``log_softmax``.
     """
     lp, p_torch = _to_tensor(logp, "logp")
     lq, q_torch = _to_tensor(logq, "logq")
     _check_same_shape(lp, lq, "logp and logq")
-    _check_logprobs(lp, "logp")
-    _check_logprobs(lq, "logq")
-    _check_distribution(lp.exp(), "exp(logp)", dim)
-    _check_distribution(lq.exp(), "exp(logq)", dim)
+    if validate:
+        _check_logprobs(lp, "logp")
+        _check_logprobs(lq, "logq")
+        _check_distribution(lp.exp(), "exp(logp)", dim)
+        _check_distribution(lq.exp(), "exp(logq)", dim)
     lq = lq.to(lp.dtype)
     support = lp > -math.inf
     diff = torch.where(support, lp - lq, torch.zeros_like(lp))
@@ -177,9 +177,7 @@ def bernoulli_kl(a, b, *, unit: Unit = "nats"):
     at, a_torch = _to_tensor(a, "a")
     bt, b_torch = _to_tensor(b, "b")
     if at.shape != bt.shape:
-        raise ValueError(
-            f"shape mismatch: a and b have shapes {tuple(at.shape)} and {tuple(bt.shape)}"
-        )
+        raise ValueError(f"shape mismatch: a and b have shapes {tuple(at.shape)} and {tuple(bt.shape)}")
     for t, name in ((at, "a"), (bt, "b")):
         if torch.isnan(t).any():
             raise ValueError(f"{name} contains NaN")
@@ -220,9 +218,7 @@ def _log_ratio(logp, logq) -> tuple[torch.Tensor, bool]:
     _check_logprobs(lp, "logp")
     _check_logprobs(lq, "logq")
     if torch.isinf(lp).any():
-        raise ValueError(
-            "logp has -inf: an item sampled from P must have P(x) > 0 (was it sampled from Q?)"
-        )
+        raise ValueError("logp has -inf: an item sampled from P must have P(x) > 0 (was it sampled from Q?)")
     return lq.to(lp.dtype) - lp, p_torch or q_torch
 
 

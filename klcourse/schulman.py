@@ -54,9 +54,7 @@ def exact_stats(mu: float) -> dict[str, EstimatorStats]:
     return {k: EstimatorStats(bias[k] / kl, math.sqrt(var[k]) / kl) for k in ESTIMATORS}
 
 
-def sample_log_probs(
-    mu: float, n: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_log_probs(mu: float, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``x ~ N(0, 1)`` ``n`` times; return ``(log P(x), log Q(x))`` in float64."""
     x = torch.randn(n, generator=generator, dtype=torch.float64)
     c = -0.5 * math.log(2 * math.pi)

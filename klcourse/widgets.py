@@ -22,9 +22,7 @@ def coin_bars(a: float, b: float, ax=None):
     ax.set_xticks(x, ["heads", "tails"])
     ax.set_ylim(0, 1)
     ax.legend(loc="upper right")
-    ax.set_title(
-        f"KL(A‖B) = {bernoulli_kl(a, b):.4f} nats   KL(B‖A) = {bernoulli_kl(b, a):.4f} nats"
-    )
+    ax.set_title(f"KL(A‖B) = {bernoulli_kl(a, b):.4f} nats   KL(B‖A) = {bernoulli_kl(b, a):.4f} nats")
     return ax
 
 

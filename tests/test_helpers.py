@@ -86,9 +86,7 @@ def test_exact_stats_against_numerical_integration():
 def test_monte_carlo_stats_agree_with_exact():
     measured = monte_carlo_stats(1.0, 400_000, torch.Generator().manual_seed(1))
     for name, e in exact_stats(1.0).items():
-        assert measured[name].bias_over_kl == pytest.approx(
-            e.bias_over_kl, abs=6 * e.std_over_kl / 632
-        )
+        assert measured[name].bias_over_kl == pytest.approx(e.bias_over_kl, abs=6 * e.std_over_kl / 632)
         assert measured[name].std_over_kl == pytest.approx(e.std_over_kl, rel=0.05)
 
 
@@ -147,9 +145,7 @@ def test_set_seed_reproduces_streams():
     b = (torch.rand(3), np.random.rand(3))
     torch.testing.assert_close(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    assert torch.equal(
-        torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(3))
-    )
+    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(3)))
     with pytest.raises(ValueError, match="non-negative"):
         seeding.set_seed(-1)
 

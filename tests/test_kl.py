@@ -254,9 +254,7 @@ def test_kl_additive_over_independent_products(raw_p1, raw_p2, data):
     q1 = normalise(data.draw(arrays(np.float64, raw_p1.shape, elements=st.floats(1e-3, 1.0))))
     q2 = normalise(data.draw(arrays(np.float64, raw_p2.shape, elements=st.floats(1e-3, 1.0))))
     joint = kl_divergence(np.outer(p1, p2).ravel(), np.outer(q1, q2).ravel())
-    assert joint == pytest.approx(
-        kl_divergence(p1, q1) + kl_divergence(p2, q2), rel=1e-9, abs=1e-12
-    )
+    assert joint == pytest.approx(kl_divergence(p1, q1) + kl_divergence(p2, q2), rel=1e-9, abs=1e-12)
 
 
 @settings(max_examples=25, deadline=None)

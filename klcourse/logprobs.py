@@ -1,0 +1,92 @@
+"""Per-token log-probabilities of sampled tokens, and per-token KL between policy and reference.
+
+The reference never generates: it is run once on the policy's own tokens (prompt + response) and
+its log-probability of each sampled token is read off. Both models are scored with their logits
+divided by the sampling temperature ``T``, because the policy actually sampled from
+``softmax(logits / T)``; scoring either model at another temperature measures the KL to a
+distribution nobody sampled from.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from klcourse.kl import k1, k3, kl_from_logprobs
+from klcourse.sampling import Rollout
+
+
+def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log softmax(logits / T)[token]`` at every position: ``logits_t[token] − logsumexp(logits_t)``.
+
+    ``logits`` is ``[..., V]`` and ``tokens`` ``[...]``; the result has the shape of ``tokens``.
+    Only the log-sum-exp touches the whole vocabulary; the ``[..., V]`` log-softmax is never stored.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if logits.shape[:-1] != tokens.shape:
+        raise ValueError(
+            f"shape mismatch: logits {tuple(logits.shape)} need tokens of shape {tuple(logits.shape[:-1])}, "
+            f"got {tuple(tokens.shape)}"
+        )
+    scaled = logits.float() / temperature
+    picked = scaled.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(scaled, dim=-1)
+
+
+def response_logits(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
+    """Logits that predict each response token, ``[B, R, V]``: one forward pass over prompt +
+    response, shifted by one (position ``t`` of the input predicts token ``t + 1``)."""
+    device = next(model.parameters()).device
+    out = model(input_ids=rollout.input_ids.to(device), attention_mask=rollout.attention_mask.to(device))
+    p = rollout.prompt_ids.shape[1]
+    return out.logits[:, p - 1 : -1]
+
+
+def response_logprobs(
+    model: PreTrainedModel, rollout: Rollout, temperature: float | None = None
+) -> torch.Tensor:
+    """``log π(y_t | x, y_<t)`` of each sampled response token at temperature ``T`` (default: the
+    rollout's sampling temperature), ``[B, R]``; 0 at padding positions."""
+    t = rollout.temperature if temperature is None else temperature
+    logits = response_logits(model, rollout)
+    lp = gather_logprobs(logits, rollout.response_ids.to(logits.device), t)
+    return lp * rollout.response_mask.to(lp.device)
+
+
+def per_token_kl(
+    policy_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    estimator: str = "k1",
+) -> torch.Tensor:
+    """Per-token KL estimates ``kl_t`` on the sampled tokens, 0 where ``mask`` is 0.
+
+    ``k1``: ``log π(y_t) − log π_ref(y_t)`` (InstructGPT, TRL's RLOO); ``k3``:
+    ``(r − 1) − log r`` with ``r = π_ref(y_t)/π(y_t)``. Summed over ``t``, either is an unbiased
+    estimate of the sequence KL ``KL(π(·|x) ‖ π_ref(·|x))`` (chain rule).
+    """
+    fns = {"k1": k1, "k3": k3}
+    if estimator not in fns:
+        raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
+    m = mask.bool()
+    # padding positions hold 0 in both; give them a valid dummy so validation sees real log-probs only
+    kl = fns[estimator](torch.where(m, policy_logprobs, -1.0), torch.where(m, ref_logprobs, -1.0))
+    return torch.where(m, kl, 0.0)
+
+
+def exact_per_token_kl(
+    policy_logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Exact next-token KL at each position, ``Σ_v π(v|·) log(π(v|·)/π_ref(v|·))`` over the whole
+    vocabulary, both at temperature ``T``; ``[B, R]``, 0 where ``mask`` is 0.
+
+    Its sum over positions, averaged over sampled prefixes, is also the sequence KL (chain rule),
+    with lower variance than summed k1 — at the price of touching every vocabulary entry.
+    """
+    lp = (policy_logits.float() / temperature).log_softmax(-1)
+    lq = (ref_logits.float() / temperature).log_softmax(-1)
+    return kl_from_logprobs(lp, lq, validate=False) * mask.to(lp.device)

@@ -1,0 +1,113 @@
+"""Sampling responses from a policy: the policy generates, nothing else does.
+
+A :class:`Rollout` keeps the token ids the way every later step needs them: prompts left-padded,
+responses right-padded after ``<eos>``, and a mask that is 1 on every response token up to and
+including the first ``<eos>`` (the tokens whose log-probabilities and KL count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from klcourse.grammar import Grammar
+
+
+@dataclass
+class Rollout:
+    """Prompts and the responses a policy sampled for them."""
+
+    prompt_ids: torch.Tensor  # [B, P], left-padded
+    prompt_mask: torch.Tensor  # [B, P]
+    response_ids: torch.Tensor  # [B, R], right-padded
+    response_mask: torch.Tensor  # [B, R], 1 up to and including the first <eos>
+    ended: torch.Tensor  # [B] bool, True when the response produced <eos>
+    prompts: list[str]
+    responses: list[str]  # response words before <eos>, joined by spaces
+    temperature: float
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        """Prompt and response side by side, ``[B, P + R]``."""
+        return torch.cat([self.prompt_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        """1 on real tokens of the prompt and of the response (through ``<eos>``)."""
+        return torch.cat([self.prompt_mask, self.response_mask], dim=1)
+
+    def texts(self) -> list[str]:
+        """Prompt and response as one review text each."""
+        return [f"{p} {r}".strip() for p, r in zip(self.prompts, self.responses, strict=True)]
+
+
+def review_prompts(grammar: Grammar, n: int, rng: np.random.Generator) -> list[str]:
+    """``n`` prompts ``"the <subject>"`` with subjects drawn from the grammar's distribution."""
+    subjects = list(grammar.subjects)
+    picks = rng.choice(len(subjects), size=n, p=np.fromiter(grammar.subjects.values(), float))
+    return [f"the {subjects[i]}" for i in picks]
+
+
+def response_mask(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask, ended)``: mask is 1 up to and including the first ``eos_id`` of each row."""
+    is_eos = response_ids == eos_id
+    ended = is_eos.any(dim=1)
+    # number of eos seen strictly before each position
+    before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
+    return (before == 0).long(), ended
+
+
+@torch.no_grad()
+def sample(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+) -> Rollout:
+    """Sample one response per prompt from ``policy`` at ``temperature`` (pure sampling: no top-k,
+    no top-p), using torch's global generator (seed it with :func:`klcourse.seeding.set_seed`).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    device = next(policy.parameters()).device
+    enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+    out = policy.generate(
+        **enc,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    response_ids = out[:, enc["input_ids"].shape[1] :]
+    mask, ended = response_mask(response_ids, tokenizer.eos_token_id)
+    response_ids = torch.where(mask.bool(), response_ids, tokenizer.pad_token_id)
+    words = []
+    for row, m in zip(response_ids, mask, strict=True):
+        ids = row[m.bool()].tolist()
+        words.append(tokenizer.decode([i for i in ids if i != tokenizer.eos_token_id]))
+    return Rollout(
+        prompt_ids=enc["input_ids"],
+        prompt_mask=enc["attention_mask"],
+        response_ids=response_ids,
+        response_mask=mask,
+        ended=ended,
+        prompts=list(prompts),
+        responses=words,
+        temperature=temperature,
+    )
+
+
+def well_formed_rate(rollout: Rollout, grammar: Grammar) -> float:
+    """Fraction of rollouts that ended with ``<eos>`` and whose prompt + response parses."""
+    ok = [
+        e and grammar.is_well_formed(t) for e, t in zip(rollout.ended.tolist(), rollout.texts(), strict=True)
+    ]
+    return float(np.mean(ok))

@@ -1,0 +1,180 @@
+"""Training the world's models with TRL: the SFT model (``SFTTrainer``) and the proxy reward
+model (``RewardTrainer``).
+
+Both are small GPT-2-architecture ``transformers`` models. The reward model learns Bradley–Terry
+preferences, ``P(chosen ≻ rejected) = σ(r(chosen) − r(rejected))``, from pairs of **well-formed**
+reviews ranked by the gold reward, so it never sees malformed text: how it scores malformed text is
+whatever it happens to extrapolate, and that is the door reward hacking walks through.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import torch
+from datasets import Dataset
+from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
+
+from klcourse.config import WorldConfig
+from klcourse.gold import gold_reward
+from klcourse.grammar import Grammar
+
+
+def _gpt2_config(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig, **extra) -> GPT2Config:
+    return GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=cfg.n_positions,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
+def new_causal_lm(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig) -> GPT2LMHeadModel:
+    """A freshly initialised GPT-2 language model of the world's shape (seeded by ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    return GPT2LMHeadModel(_gpt2_config(tokenizer, cfg))
+
+
+def new_reward_model(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig) -> GPT2ForSequenceClassification:
+    """A freshly initialised GPT-2 scalar-output sequence classifier (``num_labels=1``)."""
+    torch.manual_seed(cfg.seed + 1)
+    return GPT2ForSequenceClassification(_gpt2_config(tokenizer, cfg, num_labels=1))
+
+
+def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> dict:
+    """Trainer arguments shared by both runs, chosen for speed on a CPU.
+
+    bf16 autocast and gradient checkpointing (TRL's defaults where supported) are switched off:
+    on a CPU without bf16 matrix units they make these small models about 8× slower.
+    """
+    # transformers renamed gradient_checkpointing to activation_checkpointing during 5.x
+    checkpointing = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in SFTConfig.__dataclass_fields__
+        else "gradient_checkpointing"
+    )
+    return dict(
+        output_dir=tempfile.mkdtemp(prefix="klcourse-trainer-"),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=batch,
+        learning_rate=lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=10,
+        logging_steps=50,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        bf16=False,
+        **{checkpointing: False},
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+
+
+def train_sft(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    progress: bool = True,
+) -> PreTrainedModel:
+    """Supervised fine-tuning with TRL's ``SFTTrainer``: next-token cross-entropy on ``texts``.
+
+    Each text is tokenized as ``<bos> words… <eos>``, so the model learns where reviews end.
+    """
+    ids = tokenizer([t + tokenizer.eos_token for t in texts])["input_ids"]
+    dataset = Dataset.from_dict({"input_ids": ids})
+    args = SFTConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
+    SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
+    return model.eval()
+
+
+def preference_pairs(grammar: Grammar, n: int, seed: int) -> tuple[list[str], list[str]]:
+    """``n`` pairs of well-formed reviews with the same subject, the higher gold reward first.
+
+    Pairs whose gold rewards tie are skipped: they carry no preference.
+    """
+    rng = np.random.default_rng(seed)
+    subjects = list(grammar.subjects)
+    weights = np.fromiter(grammar.subjects.values(), float)
+    chosen: list[str] = []
+    rejected: list[str] = []
+    while len(chosen) < n:
+        subject = subjects[rng.choice(len(subjects), p=weights)]
+        a, b = grammar.sample(rng, subject), grammar.sample(rng, subject)
+        ga, gb = gold_reward(a, grammar), gold_reward(b, grammar)
+        if abs(ga - gb) < 1e-9:
+            continue
+        if ga < gb:
+            a, b = b, a
+        chosen.append(" ".join(a))
+        rejected.append(" ".join(b))
+    return chosen, rejected
+
+
+def train_reward_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    chosen: list[str],
+    rejected: list[str],
+    *,
+    epochs: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    progress: bool = True,
+) -> PreTrainedModel:
+    """Bradley–Terry training with TRL's ``RewardTrainer``: minimise ``−log σ(r_c − r_r)``."""
+    enc = lambda texts: tokenizer([t + tokenizer.eos_token for t in texts])["input_ids"]  # noqa: E731
+    dataset = Dataset.from_dict({"chosen_ids": enc(chosen), "rejected_ids": enc(rejected)})
+    args = RewardConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
+    RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
+    return model.eval()
+
+
+@torch.no_grad()
+def score_texts(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch: int = 256
+) -> torch.Tensor:
+    """Reward-model scores of whole texts, each scored as ``<bos> text <eos>`` like in training."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch):
+        chunk = [t + tokenizer.eos_token for t in texts[i : i + batch]]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
+        out.append(model(**enc).logits[:, 0].float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def pairwise_accuracy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    chosen: list[str],
+    rejected: list[str],
+) -> float:
+    """Fraction of pairs the reward model ranks like the gold reward: ``r(chosen) > r(rejected)``."""
+    return (
+        (score_texts(model, tokenizer, chosen) > score_texts(model, tokenizer, rejected))
+        .float()
+        .mean()
+        .item()
+    )

@@ -1,0 +1,243 @@
+"""The ground-truth RLHF world: build it offline, cache it, load it.
+
+Four artifacts, each a folder that ``from_pretrained`` can load (the tokenizer is saved beside
+every model):
+
+* ``tokenizer`` — word-level, from :mod:`klcourse.tokenizer`;
+* ``sft`` — the SFT model: a small GPT-2 trained on grammar samples with TRL's ``SFTTrainer``;
+  it is the frozen reference of every later notebook and the initial policy;
+* ``reward`` — the proxy reward model, trained with TRL's ``RewardTrainer`` on gold-ranked pairs
+  of well-formed reviews;
+* ``drifted`` — the SFT model fine-tuned on positive reviews only: a policy that has drifted from
+  the reference, for notebook 03's per-token KL before PPO exists.
+
+``python -m klcourse build`` builds them all with progress bars; :func:`load_world` builds what
+is missing and loads the rest. Models from the hub or any local folder load through
+:mod:`klcourse.loading` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from klcourse import artifacts, gold, training
+from klcourse.config import Preset, get_preset, pick_device
+from klcourse.grammar import REVIEWS, Grammar
+from klcourse.loading import load_causal_lm, load_reward_model, load_tokenizer
+from klcourse.sampling import review_prompts, sample, well_formed_rate
+from klcourse.tokenizer import build_tokenizer
+
+#: Bump when the build code changes what it produces: every cached artifact is then rebuilt.
+BUILD_VERSION = 1
+BUILD_INFO = "build_info.json"
+#: Longest response the world's models generate: two clauses and a full stop fit in 14 words.
+MAX_RESPONSE_TOKENS = 16
+
+
+@dataclass
+class World:
+    """The loaded world: grammar, tokenizer, frozen reference (SFT), proxy reward model and the
+    drifted policy, all on ``device``, plus what their builds measured."""
+
+    preset: Preset
+    device: torch.device
+    grammar: Grammar
+    tokenizer: PreTrainedTokenizerBase
+    reference: PreTrainedModel
+    reward_model: PreTrainedModel
+    drifted: PreTrainedModel
+    paths: dict[str, Path]
+    build_info: dict[str, dict] = field(default_factory=dict)
+
+    def prompts(self, n: int, seed: int) -> list[str]:
+        """``n`` review prompts ``"the <subject>"``, reproducible from ``seed``."""
+        return review_prompts(self.grammar, n, np.random.default_rng(seed))
+
+    def gold(self, texts: list[str]) -> torch.Tensor:
+        """Gold rewards of whole review texts (prompt + response)."""
+        return torch.tensor([gold.gold_reward(t, self.grammar) for t in texts])
+
+
+def _configs(preset: Preset, grammar: Grammar) -> dict[str, dict]:
+    """What each artifact is built from; a change to any of it changes the artifact's key."""
+    w = asdict(preset.world)
+    shape = {k: w[k] for k in ("n_embd", "n_layer", "n_head", "n_positions", "seed")}
+    base = {"version": BUILD_VERSION, "grammar": asdict(grammar)}
+    tok = {**base, "kind": "tokenizer"}
+    sft = {
+        **base,
+        "kind": "sft",
+        "shape": shape,
+        **{k: v for k, v in w.items() if k.startswith("sft_")},
+    }
+    return {
+        "tokenizer": tok,
+        "sft": sft,
+        "reward": {
+            **base,
+            "kind": "reward",
+            "shape": shape,
+            "gold": [gold.ADJECTIVE_VALUES, gold.INTENSIFIER_MULTIPLIERS, gold.MALFORMED_PENALTY],
+            **{k: v for k, v in w.items() if k.startswith("rm_")},
+        },
+        "drifted": {**sft, "kind": "drifted", "drift_samples": w["drift_samples"]},
+    }
+
+
+def _save(folder: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, info: dict) -> None:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / BUILD_INFO).write_text(json.dumps(info, indent=1))
+
+
+def build(
+    preset: Preset,
+    *,
+    grammar: Grammar = REVIEWS,
+    force: bool = False,
+    progress: bool = True,
+    root: Path | None = None,
+    log=print,
+) -> dict[str, Path]:
+    """Build (or find in the cache) every artifact of the world; return their folders."""
+    cfg, configs = preset.world, _configs(preset, grammar)
+    paths: dict[str, Path] = {}
+
+    def tokenizer_build(folder: Path) -> None:
+        build_tokenizer(grammar).save_pretrained(folder)
+
+    paths["tokenizer"] = artifacts.get_or_build(
+        "tokenizer", configs["tokenizer"], tokenizer_build, root=root, force=force, log=log
+    )
+    tok = load_tokenizer(paths["tokenizer"])
+
+    def sft_build(folder: Path) -> None:
+        log(f"sft: training a {cfg.n_layer}-layer, {cfg.n_embd}-wide GPT-2 on {cfg.sft_samples:,} reviews")
+        t0 = time.perf_counter()
+        texts = grammar.sample_texts(cfg.sft_samples, seed=cfg.seed)
+        model = training.train_sft(
+            training.new_causal_lm(tok, cfg),
+            tok,
+            texts,
+            epochs=cfg.sft_epochs,
+            batch=cfg.sft_batch,
+            lr=cfg.sft_lr,
+            seed=cfg.seed,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - t0
+        rate = _well_formed(model, tok, grammar, n=1000, seed=cfg.seed + 7)
+        log(f"sft: trained in {seconds:.1f} s; {rate:.1%} of 1,000 samples are well formed")
+        _save(
+            folder,
+            model,
+            tok,
+            {"train_seconds": seconds, "well_formed_rate": rate, "samples": 1000},
+        )
+
+    paths["sft"] = artifacts.get_or_build("sft", configs["sft"], sft_build, root=root, force=force, log=log)
+
+    def reward_build(folder: Path) -> None:
+        log(f"reward: training on {cfg.rm_pairs:,} preference pairs of well-formed reviews")
+        t0 = time.perf_counter()
+        chosen, rejected = training.preference_pairs(grammar, cfg.rm_pairs, seed=cfg.seed + 1)
+        model = training.train_reward_model(
+            training.new_reward_model(tok, cfg),
+            tok,
+            chosen,
+            rejected,
+            epochs=cfg.rm_epochs,
+            batch=cfg.rm_batch,
+            lr=cfg.rm_lr,
+            seed=cfg.seed,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - t0
+        held_c, held_r = training.preference_pairs(grammar, 2000, seed=cfg.seed + 1000)
+        acc = training.pairwise_accuracy(model, tok, held_c, held_r)
+        log(f"reward: trained in {seconds:.1f} s; held-out pairwise accuracy {acc:.1%} (2,000 pairs)")
+        _save(
+            folder,
+            model,
+            tok,
+            {"train_seconds": seconds, "heldout_accuracy": acc, "heldout_pairs": 2000},
+        )
+
+    paths["reward"] = artifacts.get_or_build(
+        "reward", configs["reward"], reward_build, root=root, force=force, log=log
+    )
+
+    def drifted_build(folder: Path) -> None:
+        log(f"drifted: fine-tuning the SFT model on {cfg.drift_samples:,} positive reviews")
+        t0 = time.perf_counter()
+        positive = [
+            t
+            for t in grammar.sample_texts(cfg.drift_samples * 4, seed=cfg.seed + 2)
+            if gold.gold_reward(t, grammar) > 0.3
+        ][: cfg.drift_samples]
+        model = training.train_sft(
+            load_causal_lm(paths["sft"]),
+            tok,
+            positive,
+            epochs=1,
+            batch=cfg.sft_batch,
+            lr=cfg.sft_lr / 3,
+            seed=cfg.seed,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - t0
+        log(f"drifted: trained in {seconds:.1f} s")
+        _save(folder, model, tok, {"train_seconds": seconds, "positive_samples": len(positive)})
+
+    paths["drifted"] = artifacts.get_or_build(
+        "drifted", configs["drifted"], drifted_build, root=root, force=force, log=log
+    )
+    return paths
+
+
+def _well_formed(
+    model: PreTrainedModel, tok: PreTrainedTokenizerBase, grammar: Grammar, n: int, seed: int
+) -> float:
+    torch.manual_seed(seed)
+    prompts = review_prompts(grammar, n, np.random.default_rng(seed))
+    return well_formed_rate(sample(model, tok, prompts, max_new_tokens=MAX_RESPONSE_TOKENS), grammar)
+
+
+def load_world(
+    preset: Preset | str | None = None,
+    device: torch.device | None = None,
+    *,
+    progress: bool = True,
+    root: Path | None = None,
+    log=print,
+) -> World:
+    """Load the world of ``preset`` onto ``device``, building whatever the cache lacks."""
+    device = device or pick_device()
+    preset = preset if isinstance(preset, Preset) else get_preset(preset, device)
+    paths = build(preset, progress=progress, root=root, log=log)
+    models = {
+        "reference": load_causal_lm(paths["sft"]),
+        "reward_model": load_reward_model(paths["reward"]),
+        "drifted": load_causal_lm(paths["drifted"]),
+    }
+    for m in models.values():
+        m.to(device).eval().requires_grad_(False)
+    info = {
+        k: json.loads((p / BUILD_INFO).read_text()) for k, p in paths.items() if (p / BUILD_INFO).exists()
+    }
+    return World(
+        preset=preset,
+        device=device,
+        grammar=REVIEWS,
+        tokenizer=load_tokenizer(paths["tokenizer"]),
+        paths=paths,
+        build_info=info,
+        **models,
+    )
