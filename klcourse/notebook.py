@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import torch
+import transformers
 
 from klcourse.config import Preset, describe, get_preset, pick_device
 from klcourse.seeding import DEFAULT_SEED, set_seed
@@ -31,7 +32,13 @@ class Session:
 
 
 def start(seed: int = DEFAULT_SEED, preset: str | None = None) -> Session:
-    """Seed everything, pick device and preset, set plot defaults, print the choice."""
+    """Seed everything, pick device and preset, set plot defaults, print the choice.
+
+    Also quiets ``transformers``' advisory warnings and weight-loading bars, which would otherwise
+    fill the notebooks with text that says nothing about KL.
+    """
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     generator = set_seed(seed)
     device = pick_device()
     chosen = get_preset(preset, device)
