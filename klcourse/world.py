@@ -39,6 +39,8 @@ BUILD_VERSION = 1
 BUILD_INFO = "build_info.json"
 #: Longest response the world's models generate: two clauses and a full stop fit in 14 words.
 MAX_RESPONSE_TOKENS = 16
+#: Reference samples on which the reward model's scores are normalised to mean 0, std 1.
+NORMALISATION_SAMPLES = 1024
 
 
 @dataclass
@@ -59,6 +61,11 @@ class World:
     def prompts(self, n: int, seed: int) -> list[str]:
         """``n`` review prompts ``"the <subject>"``, reproducible from ``seed``."""
         return review_prompts(self.grammar, n, np.random.default_rng(seed))
+
+    def normalise_scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """Reward-model scores rescaled to mean 0, std 1 on the reference's samples [Ziegler 2019]."""
+        info = self.build_info["reward"]
+        return (raw - info["score_mean"]) / info["score_std"]
 
     def gold(self, texts: list[str]) -> torch.Tensor:
         """Gold rewards of whole review texts (prompt + response)."""
@@ -83,6 +90,7 @@ def _configs(preset: Preset, grammar: Grammar) -> dict[str, dict]:
         "reward": {
             **base,
             "kind": "reward",
+            "normalised_on": sft,
             "shape": shape,
             "gold": [gold.ADJECTIVE_VALUES, gold.INTENSIFIER_MULTIPLIERS, gold.MALFORMED_PENALTY],
             **{k: v for k, v in w.items() if k.startswith("rm_")},
@@ -162,13 +170,21 @@ def build(
         seconds = time.perf_counter() - t0
         held_c, held_r = training.preference_pairs(grammar, 2000, seed=cfg.seed + 1000)
         acc = training.pairwise_accuracy(model, tok, held_c, held_r)
+        # Z19 normalises the reward model to mean 0, std 1 on the reference's own samples, so that
+        # β has the same meaning whatever scale the reward model's head happened to learn.
+        torch.manual_seed(cfg.seed + 3)
+        prompts = review_prompts(grammar, NORMALISATION_SAMPLES, np.random.default_rng(cfg.seed + 3))
+        ref_samples = sample(load_causal_lm(paths["sft"]), tok, prompts, max_new_tokens=MAX_RESPONSE_TOKENS)
+        raw = training.score_texts(model, tok, ref_samples.texts())
         log(f"reward: trained in {seconds:.1f} s; held-out pairwise accuracy {acc:.1%} (2,000 pairs)")
-        _save(
-            folder,
-            model,
-            tok,
-            {"train_seconds": seconds, "heldout_accuracy": acc, "heldout_pairs": 2000},
-        )
+        info = {
+            "train_seconds": seconds,
+            "heldout_accuracy": acc,
+            "heldout_pairs": 2000,
+            "score_mean": raw.mean().item(),
+            "score_std": raw.std().item(),
+        }
+        _save(folder, model, tok, info)
 
     paths["reward"] = artifacts.get_or_build(
         "reward", configs["reward"], reward_build, root=root, force=force, log=log

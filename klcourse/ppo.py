@@ -1,0 +1,457 @@
+"""PPO with a KL penalty, the way InstructGPT trained its policies — in one file, top to bottom.
+
+Sources for each detail (named again where it is used):
+
+* [Z19]  Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences"
+         (lm-human-preferences): per-token reward ``r_t = −β·kl_t`` plus the score at the last
+         token; adaptive KL controller with target 6 nats and horizon 10,000 episodes.
+* [O22]  Ouyang et al. 2022, InstructGPT: the KL penalty from the SFT model, β = 0.02; the value
+         function initialised from the reward model.
+* [H24]  Huang et al. 2024, "The N Implementation Details of RLHF with PPO": temperature-scaled
+         log-probs, missing-EOS penalty, whitened advantages, clipped value loss, GAE with γ = 1.
+* [S17]  Schulman et al. 2017, PPO: the clipped surrogate objective.
+
+One PPO step:
+
+1. **Rollout** — the policy samples a response per prompt at temperature ``T``; the policy and the
+   frozen reference score the sampled tokens with logits divided by ``T``; the reward model scores
+   prompt + response; the value model predicts a value at every response token.
+2. **Rewards** — ``kl_t`` per token (k1 by default, or k3) and the per-token reward
+   ``r_t = −β·kl_t``, with the score added at the final response token (the ``<eos>``). Summed over
+   the response this is the seed post's adjusted reward ``score − β·Σ_t kl_t``.
+3. **Advantages** — GAE with ``γ = 1``, ``λ = 0.95``, whitened over the batch.
+4. **Update** — several epochs over shuffled minibatches of the clipped policy loss and the
+   clipped value loss.
+5. **β** — fixed, or updated by the adaptive controller from the batch's KL.
+
+Device placement and data parallelism go through ``accelerate``: ``accelerate launch`` runs the
+same code on several processes, each sampling its own prompts, with gradients averaged.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel
+
+from klcourse.gold import gold_reward
+from klcourse.logprobs import gather_logprobs, per_token_kl
+from klcourse.sampling import Rollout, sample
+from klcourse.world import MAX_RESPONSE_TOKENS, World
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """Every knob of a run. Defaults follow the sources in the module docstring."""
+
+    beta: float = 0.05  # KL coefficient (initial value if adaptive)
+    kl_estimator: str = "k1"  # "k1" (Z19, O22, TRL's RLOO) or "k3"
+    adaptive_kl: bool = False  # Z19's controller instead of a fixed β
+    kl_target: float = 6.0  # Z19: target KL in nats per sequence
+    kl_horizon: int = 10_000  # Z19: horizon in episodes
+    temperature: float = 1.0  # sampling temperature; log-probs use logits / T [H24]
+    missing_eos_penalty: float | None = None  # subtracted from the score if no <eos> [H24]
+    gamma: float = 1.0  # discount [H24]
+    lam: float = 0.95  # GAE λ [H24]
+    clip_range: float = 0.2  # policy ratio clip ε [S17]
+    clip_range_value: float = 0.2  # value clip [H24]
+    vf_coef: float = 0.1  # value-loss weight
+    whiten_advantages: bool = True  # [H24]
+    lr: float = 3e-4
+    max_grad_norm: float = 1.0
+    batch_size: int = 64  # rollouts per PPO step (per process)
+    mini_batch_size: int = 16
+    ppo_epochs: int = 4
+    steps: int = 40
+    max_new_tokens: int = MAX_RESPONSE_TOKENS
+    seed: int = 0
+    samples_per_step: int = 3  # responses kept in the metrics table
+
+    def __post_init__(self) -> None:
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+        if self.beta < 0:
+            raise ValueError(f"beta must be ≥ 0, got {self.beta}")
+        if self.batch_size % self.mini_batch_size:
+            raise ValueError("batch_size must be a multiple of mini_batch_size")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
+
+
+# ----------------------------------------------------------------------------- reward shaping
+
+
+def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """Per-token rewards ``r_t = −β·kl_t``, plus the score at each response's last token [Z19].
+
+    ``scores`` is ``[B]``, ``kl`` and ``mask`` are ``[B, R]``. The last token is the last position
+    where ``mask`` is 1: the ``<eos>`` when the response ended, else the final sampled token. The
+    sum over ``t`` is the adjusted reward ``score − β·Σ_t kl_t``.
+    """
+    rewards = -beta * kl * mask
+    last = mask.sum(1).long() - 1
+    if (last < 0).any():
+        raise ValueError("every response needs at least one token")
+    rewards[torch.arange(len(scores)), last] += scores.to(rewards.dtype)
+    return rewards
+
+
+def adjusted_reward(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """The seed post's ``adjusted_reward = score − β·Σ_t KL_t`` per response, ``[B]``."""
+    return scores - beta * (kl * mask).sum(1)
+
+
+class AdaptiveKLController:
+    """Z19's proportional controller: ``e = clip(KL/target − 1, −0.2, 0.2)``,
+    ``β ← β·(1 + e·n/horizon)`` after a batch of ``n`` episodes with mean sequence KL ``KL``."""
+
+    def __init__(self, beta: float, target: float, horizon: int):
+        if beta <= 0 or target <= 0 or horizon <= 0:
+            raise ValueError("adaptive KL needs beta, target and horizon > 0")
+        self.beta, self.target, self.horizon = beta, target, horizon
+
+    def update(self, kl: float, n_episodes: int) -> float:
+        """Apply one update and return the new β."""
+        error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+        self.beta *= 1.0 + error * n_episodes / self.horizon
+        return self.beta
+
+
+# ----------------------------------------------------------------------------- advantages
+
+
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over response tokens; returns ``(advantages, returns)``.
+
+    ``δ_t = r_t + γ·V_{t+1} − V_t`` and ``A_t = δ_t + γλ·A_{t+1}``, with ``V`` and ``A`` zero after
+    the last response token. ``returns = A + V`` are the value targets.
+    """
+    mask = mask.to(rewards.dtype)
+    values = values * mask
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros_like(rewards[:, 0])
+    next_adv = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        next_adv = (delta + gamma * lam * next_adv) * mask[:, t]
+        advantages[:, t] = next_adv
+        next_value = values[:, t]
+    return advantages, (advantages + values) * mask
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` over positions where ``mask`` is 1."""
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(x − mean) / std`` over masked positions [H24]; 0 elsewhere."""
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    return (x - mean) * torch.rsqrt(var + 1e-8) * mask
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def policy_loss(
+    new_logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped surrogate [S17]: ``max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε))`` with ``ρ = π_new/π_old``.
+
+    Returns ``(loss, clip_fraction)``, both averaged over masked tokens.
+    """
+    ratio = torch.exp(new_logprobs - old_logprobs)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clip_fraction = masked_mean((clipped > unclipped).float(), mask)
+    return loss, clip_fraction
+
+
+def value_loss(
+    new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float
+) -> torch.Tensor:
+    """Clipped value loss [H24]: ``½·max((V − R)², (V_clip − R)²)``, ``V_clip = V_old + clip(V − V_old, ±c)``."""
+    clipped = old_values + torch.clamp(new_values - old_values, -clip, clip)
+    return 0.5 * masked_mean(torch.max((new_values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class PolicyAndValue(nn.Module):
+    """The trained pair: the policy (a causal LM) and a value model initialised from the reward
+    model [O22]: the reward model's transformer and scalar head, read at every position.
+
+    One module, so that ``accelerate`` wraps one thing and every parameter gets a gradient.
+    """
+
+    def __init__(self, policy: PreTrainedModel, reward_model: PreTrainedModel):
+        super().__init__()
+        self.policy = policy
+        value = copy.deepcopy(reward_model)
+        self.value_backbone = value.base_model
+        self.value_head = value.score
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[B, L, V]`` of the policy and values ``[B, L]`` at every position."""
+        logits = self.policy(input_ids=input_ids, attention_mask=attention_mask).logits
+        hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return logits, self.value_head(hidden).squeeze(-1)
+
+
+def _response_slice(x: torch.Tensor, rollout: Rollout) -> torch.Tensor:
+    """Positions of ``x`` (``[B, P+R, …]``) that predict the response tokens: shifted by one."""
+    p = rollout.prompt_ids.shape[1]
+    return x[:, p - 1 : -1]
+
+
+def _values_at_response(values: torch.Tensor, rollout: Rollout) -> torch.Tensor:
+    """The value of the state *before* each response token (same shift as the logits)."""
+    return _response_slice(values, rollout)
+
+
+@torch.no_grad()
+def score_rollout(reward_model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
+    """Reward-model score of each prompt + response, read at its last real token (the ``<eos>``)."""
+    device = next(reward_model.parameters()).device
+    return (
+        reward_model(input_ids=rollout.input_ids.to(device), attention_mask=rollout.attention_mask.to(device))
+        .logits[:, 0]
+        .float()
+    )
+
+
+def _entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = logits.log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class PPOResult:
+    """What a run returns: the trained policy, the per-step metrics and the config."""
+
+    policy: PreTrainedModel
+    metrics: pd.DataFrame
+    config: PPOConfig
+    seconds: float
+
+    def save(self, folder: str | Path, tokenizer=None) -> None:
+        """Write ``metrics.csv``, ``metrics.json``, ``config.json`` and the policy checkpoint."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.metrics.to_csv(folder / "metrics.csv", index=False)
+        self.metrics.to_json(folder / "metrics.json", orient="records", indent=1)
+        (folder / "config.json").write_text(
+            json.dumps({**asdict(self.config), "seconds": self.seconds}, indent=1)
+        )
+        self.policy.save_pretrained(folder / "policy")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder / "policy")
+
+
+def train(
+    world: World, config: PPOConfig, *, progress: bool = True, accelerator: Accelerator | None = None
+) -> PPOResult:
+    """Run PPO from the world's SFT model against its proxy reward model; return the result."""
+    accelerator = accelerator or Accelerator(cpu=world.device.type == "cpu")
+    torch.manual_seed(config.seed + accelerator.process_index)  # each process samples its own
+    tok = world.tokenizer
+    reference = world.reference.to(accelerator.device)  # frozen: never trained, never generates
+    reward_model = world.reward_model.to(accelerator.device)
+    model = PolicyAndValue(copy.deepcopy(world.reference).train(), reward_model)
+    model.requires_grad_(True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=1e-5)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped: PolicyAndValue = accelerator.unwrap_model(model)
+    controller = (
+        AdaptiveKLController(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl else None
+    )
+    beta = config.beta
+    rows = []
+    start = time.perf_counter()
+    bar = tqdm(
+        range(config.steps),
+        desc=f"PPO β={config.beta:g}",
+        disable=not progress or not accelerator.is_main_process,
+    )
+    for step in bar:
+        # 1. Rollout ------------------------------------------------------------------------------
+        unwrapped.eval()
+        seed = config.seed * 1_000_003 + step * 7919 + accelerator.process_index
+        prompts = world.prompts(config.batch_size, seed=seed)
+        rollout = sample(
+            unwrapped.policy,
+            tok,
+            prompts,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+        )
+        mask = rollout.response_mask.to(accelerator.device).float()
+        ids, attn = rollout.input_ids.to(accelerator.device), rollout.attention_mask.to(accelerator.device)
+        with torch.no_grad():
+            logits, values = unwrapped(ids, attn)
+            old_logprobs = (
+                gather_logprobs(
+                    _response_slice(logits, rollout), rollout.response_ids.to(ids.device), config.temperature
+                )
+                * mask
+            )
+            ref_logits = reference(input_ids=ids, attention_mask=attn).logits
+            ref_logprobs = (
+                gather_logprobs(
+                    _response_slice(ref_logits, rollout),
+                    rollout.response_ids.to(ids.device),
+                    config.temperature,
+                )
+                * mask
+            )
+            old_values = _values_at_response(values, rollout) * mask
+            scores = world.normalise_scores(score_rollout(reward_model, rollout))
+            if config.missing_eos_penalty is not None:  # [H24]
+                scores = scores - config.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
+
+            # 2. Rewards: r_t = −β·kl_t, score at the last token [Z19] ---------------------------
+            kl = per_token_kl(old_logprobs, ref_logprobs, mask, config.kl_estimator)
+            rewards = shaped_rewards(scores, kl, mask, beta)
+
+            # 3. Advantages: GAE, whitened [H24] -------------------------------------------------
+            advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
+            if config.whiten_advantages:
+                advantages = whiten(advantages, mask)
+
+        # 4. PPO epochs over minibatches ------------------------------------------------------------
+        unwrapped.train()
+        stats = {"clip_fraction": [], "approx_kl": [], "value_loss": [], "policy_loss": [], "entropy": []}
+        for _ in range(config.ppo_epochs):
+            order = torch.randperm(config.batch_size)
+            for mb in order.split(config.mini_batch_size):
+                new_logits, new_values = model(ids[mb], attn[mb])
+                resp_logits = _response_slice(new_logits, rollout)
+                new_logprobs = gather_logprobs(
+                    resp_logits, rollout.response_ids[mb].to(ids.device), config.temperature
+                )
+                m = mask[mb]
+                pg, clip_fraction = policy_loss(
+                    new_logprobs, old_logprobs[mb], advantages[mb], m, config.clip_range
+                )
+                vf = value_loss(
+                    _values_at_response(new_values, rollout),
+                    old_values[mb],
+                    returns[mb],
+                    m,
+                    config.clip_range_value,
+                )
+                optimizer.zero_grad()
+                accelerator.backward(pg + config.vf_coef * vf)
+                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                with torch.no_grad():
+                    stats["clip_fraction"].append(clip_fraction.item())
+                    stats["approx_kl"].append(
+                        masked_mean(0.5 * (new_logprobs - old_logprobs[mb]) ** 2, m).item()
+                    )
+                    stats["value_loss"].append(vf.item())
+                    stats["policy_loss"].append(pg.item())
+                    stats["entropy"].append(
+                        masked_mean(_entropy(resp_logits.float() / config.temperature), m).item()
+                    )
+
+        # 5. Metrics and β ------------------------------------------------------------------------
+        texts = rollout.texts()
+        gold = torch.tensor([gold_reward(t, world.grammar) for t in texts])
+        well_formed = [
+            e and world.grammar.is_well_formed(t) for e, t in zip(rollout.ended.tolist(), texts, strict=True)
+        ]
+        seq_k1 = per_token_kl(old_logprobs, ref_logprobs, mask, "k1").sum(1)
+        seq_k3 = per_token_kl(old_logprobs, ref_logprobs, mask, "k3").sum(1)
+        row = {
+            "step": step + 1,
+            "episodes": (step + 1) * config.batch_size * accelerator.num_processes,
+            "proxy_score": scores.mean().item(),
+            "gold_reward": gold.mean().item(),
+            "well_formed": sum(well_formed) / len(well_formed),
+            "kl_k1": seq_k1.mean().item(),
+            "kl_k3": seq_k3.mean().item(),
+            "non_score_reward": -(beta * kl.sum(1)).mean().item(),
+            "adjusted_reward": adjusted_reward(scores, kl, mask, beta).mean().item(),
+            "beta": beta,
+            "response_length": mask.sum(1).mean().item(),
+            **{k: sum(v) / len(v) for k, v in stats.items()},
+            "seconds": time.perf_counter() - start,
+            "samples": " | ".join(texts[: config.samples_per_step]),
+        }
+        rows.append(row)
+        if controller is not None:
+            beta = controller.update(
+                accelerator.reduce(seq_k1.mean(), "mean").item(),
+                config.batch_size * accelerator.num_processes,
+            )
+        bar.set_postfix(
+            proxy=f"{row['proxy_score']:.2f}", gold=f"{row['gold_reward']:.2f}", kl=f"{row['kl_k1']:.2f}"
+        )
+    policy = accelerator.unwrap_model(model).policy.eval()
+    return PPOResult(
+        policy=policy, metrics=pd.DataFrame(rows), config=config, seconds=time.perf_counter() - start
+    )
+
+
+def sequence_kl(policy: PreTrainedModel, reference: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
+    """Per-response k1 estimate ``Σ_t log π(y_t) − log π_ref(y_t)`` at the rollout's temperature."""
+    device = next(policy.parameters()).device
+    ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
+    tokens = rollout.response_ids.to(device)
+    mask = rollout.response_mask.to(device).float()
+    with torch.no_grad():
+        lp = gather_logprobs(
+            _response_slice(policy(input_ids=ids, attention_mask=attn).logits, rollout),
+            tokens,
+            rollout.temperature,
+        )
+        lq = gather_logprobs(
+            _response_slice(reference(input_ids=ids, attention_mask=attn).logits, rollout),
+            tokens,
+            rollout.temperature,
+        )
+    return per_token_kl(lp * mask, lq * mask, mask).sum(1)
+
+
+__all__ = [
+    "AdaptiveKLController",
+    "PPOConfig",
+    "PPOResult",
+    "PolicyAndValue",
+    "adjusted_reward",
+    "gae",
+    "masked_mean",
+    "policy_loss",
+    "score_rollout",
+    "sequence_kl",
+    "shaped_rewards",
+    "train",
+    "value_loss",
+    "whiten",
+]
