@@ -57,6 +57,15 @@ class Preset:
     world: WorldConfig
     #: Rollouts sampled per measurement in notebook 03.
     rollouts: int
+    #: PPO: steps, rollouts per step, minibatch size, epochs per step, learning rate.
+    ppo_steps: int
+    ppo_batch_size: int
+    ppo_mini_batch_size: int
+    ppo_epochs: int
+    ppo_lr: float
+    #: β ablation: the grid of β and the seeds of notebook 06 and ``python -m klcourse sweep``.
+    sweep_betas: tuple[float, ...]
+    sweep_seeds: tuple[int, ...]
 
 
 PRESETS: dict[str, Preset] = {
@@ -79,6 +88,13 @@ PRESETS: dict[str, Preset] = {
             drift_samples=500,
         ),
         rollouts=128,
+        ppo_steps=8,
+        ppo_batch_size=32,
+        ppo_mini_batch_size=16,
+        ppo_epochs=2,
+        ppo_lr=1e-3,
+        sweep_betas=(0.0, 0.1, 10.0),
+        sweep_seeds=(0,),
     ),
     "laptop": Preset(
         name="laptop",
@@ -99,6 +115,13 @@ PRESETS: dict[str, Preset] = {
             drift_samples=2_000,
         ),
         rollouts=512,
+        ppo_steps=40,
+        ppo_batch_size=64,
+        ppo_mini_batch_size=16,
+        ppo_epochs=4,
+        ppo_lr=3e-4,
+        sweep_betas=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
+        sweep_seeds=(0,),
     ),
     "gpu": Preset(
         name="gpu",
@@ -119,6 +142,13 @@ PRESETS: dict[str, Preset] = {
             drift_samples=8_000,
         ),
         rollouts=4096,
+        ppo_steps=150,
+        ppo_batch_size=256,
+        ppo_mini_batch_size=64,
+        ppo_epochs=4,
+        ppo_lr=1e-4,
+        sweep_betas=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
+        sweep_seeds=(0, 1, 2),
     ),
 }
 

@@ -43,6 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from klcourse.config import Preset
 from klcourse.gold import gold_reward
 from klcourse.logprobs import gather_logprobs, per_token_kl
 from klcourse.sampling import Rollout, sample
@@ -87,6 +88,18 @@ class PPOConfig:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+
+
+def config_for(preset: Preset, **overrides) -> PPOConfig:
+    """The preset's PPO sizes (steps, batch, minibatch, epochs, learning rate) plus ``overrides``."""
+    sizes = dict(
+        steps=preset.ppo_steps,
+        batch_size=preset.ppo_batch_size,
+        mini_batch_size=preset.ppo_mini_batch_size,
+        ppo_epochs=preset.ppo_epochs,
+        lr=preset.ppo_lr,
+    )
+    return PPOConfig(**{**sizes, **overrides})
 
 
 # ----------------------------------------------------------------------------- reward shaping
@@ -189,7 +202,8 @@ def policy_loss(
 def value_loss(
     new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> torch.Tensor:
-    """Clipped value loss [H24]: ``½·max((V − R)², (V_clip − R)²)``, ``V_clip = V_old + clip(V − V_old, ±c)``."""
+    """Clipped value loss [H24]: ``½·max((V − R)², (V_clip − R)²)``,
+    with ``V_clip = V_old + clip(V − V_old, −c, c)``."""
     clipped = old_values + torch.clamp(new_values - old_values, -clip, clip)
     return 0.5 * masked_mean(torch.max((new_values - returns) ** 2, (clipped - returns) ** 2), mask)
 
@@ -445,6 +459,7 @@ __all__ = [
     "PPOResult",
     "PolicyAndValue",
     "adjusted_reward",
+    "config_for",
     "gae",
     "masked_mean",
     "policy_loss",

@@ -9,15 +9,14 @@ from klcourse.config import get_preset
 from klcourse.loading import load_causal_lm, load_reward_model, load_tokenizer
 from klcourse.sampling import sample, well_formed_rate
 from klcourse.training import score_texts
-from klcourse.world import MAX_RESPONSE_TOKENS, build, load_world
+from klcourse.world import MAX_RESPONSE_TOKENS, build
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cache")
-    return load_world("smoke", torch.device("cpu"), progress=False, root=root, log=lambda m: None), root
+@pytest.fixture
+def world(smoke_world, smoke_root):
+    return smoke_world, smoke_root
 
 
 def test_world_loads_and_works(world):

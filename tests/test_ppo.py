@@ -1,0 +1,202 @@
+"""Tests for klcourse.ppo (reward shaping, GAE, clipping, adaptive β) and klcourse.optimal."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from klcourse import optimal
+from klcourse.config import get_preset
+from klcourse.ppo import (
+    AdaptiveKLController,
+    PPOConfig,
+    adjusted_reward,
+    config_for,
+    gae,
+    policy_loss,
+    shaped_rewards,
+    value_loss,
+    whiten,
+)
+
+# ---------------------------------------------------------------- reward shaping
+
+
+def test_shaped_rewards_by_hand_with_and_without_eos():
+    scores = torch.tensor([2.0, -1.0])
+    kl = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.5, -0.1, 0.2, 0.3]])
+    # row 0 ended with <eos> at position 2 (mask 1,1,1,0); row 1 never ended (all 4 tokens count)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).float()
+    beta = 0.5
+    r = shaped_rewards(scores, kl, mask, beta)
+    expected = torch.tensor(
+        [[-0.05, -0.10, -0.15 + 2.0, 0.0], [-0.25, 0.05, -0.10, -0.15 - 1.0]]
+    )
+    torch.testing.assert_close(r, expected)
+    # the per-token rewards add up to the seed's adjusted reward, score − β·Σ kl
+    torch.testing.assert_close(r.sum(1), adjusted_reward(scores, kl, mask, beta))
+    torch.testing.assert_close(adjusted_reward(scores, kl, mask, beta), torch.tensor([2.0 - 0.3, -1.0 - 0.45]))
+
+
+def test_shaped_rewards_rejects_empty_response():
+    with pytest.raises(ValueError, match="at least one token"):
+        shaped_rewards(torch.tensor([1.0]), torch.zeros(1, 3), torch.zeros(1, 3), 0.1)
+
+
+# ---------------------------------------------------------------- GAE
+
+
+def reference_gae(rewards, values, length, gamma, lam):
+    """Plain recursion on one sequence of ``length`` tokens."""
+    adv = [0.0] * length
+    last = 0.0
+    for t in reversed(range(length)):
+        next_v = values[t + 1] if t + 1 < length else 0.0
+        delta = rewards[t] + gamma * next_v - values[t]
+        last = delta + gamma * lam * last
+        adv[t] = last
+    return adv
+
+
+@pytest.mark.parametrize(("gamma", "lam"), [(1.0, 0.95), (0.9, 0.5), (1.0, 1.0)])
+def test_gae_matches_reference_recursion(gamma, lam):
+    torch.manual_seed(0)
+    rewards, values = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    lengths = [6, 3, 1, 5]
+    mask = torch.tensor([[1.0] * n + [0.0] * (6 - n) for n in lengths], dtype=torch.float64)
+    adv, ret = gae(rewards * mask, values, mask, gamma, lam)
+    for i, n in enumerate(lengths):
+        ref = reference_gae(rewards[i].tolist(), values[i].tolist(), n, gamma, lam)
+        torch.testing.assert_close(adv[i, :n], torch.tensor(ref, dtype=torch.float64))
+        assert (adv[i, n:] == 0).all() and (ret[i, n:] == 0).all()
+        torch.testing.assert_close(ret[i, :n], adv[i, :n] + values[i, :n])
+
+
+def test_gae_with_lambda_one_and_gamma_one_is_return_minus_value():
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.2, 0.5, 0.7]])
+    adv, ret = gae(rewards, values, torch.ones(1, 3), 1.0, 1.0)
+    torch.testing.assert_close(ret, torch.ones(1, 3))  # Monte Carlo return
+    torch.testing.assert_close(adv, 1.0 - values)
+
+
+def test_whiten_over_mask():
+    x = torch.tensor([[1.0, 2.0, 3.0, 100.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    w = whiten(x, mask)
+    assert w[0, 3] == 0
+    assert w[0, :3].mean().abs() < 1e-6 and (w[0, :3].pow(2).mean() - 1).abs() < 1e-4
+
+
+# ---------------------------------------------------------------- clipping
+
+
+def test_policy_loss_clips_only_in_the_direction_of_the_advantage():
+    old = torch.zeros(1, 4)
+    new = torch.log(torch.tensor([[1.5, 1.5, 0.5, 0.5]])).requires_grad_(True)  # ratios
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    mask = torch.ones(1, 4)
+    loss, clip_frac = policy_loss(new, old, adv, mask, clip_range=0.2)
+    # ratio 1.5 with A > 0: clipped to 1.2; ratio 1.5 with A < 0: unclipped (pessimistic)
+    # ratio 0.5 with A > 0: unclipped; ratio 0.5 with A < 0: clipped to 0.8
+    expected = (-1.2 + 1.5 - 0.5 + 0.8) / 4
+    assert loss.item() == pytest.approx(expected)
+    assert clip_frac.item() == pytest.approx(0.5)
+    loss.backward()
+    # clipped terms pass no gradient
+    assert new.grad[0, 0] == 0 and new.grad[0, 3] == 0
+    assert new.grad[0, 1] != 0 and new.grad[0, 2] != 0
+
+
+def test_value_loss_clipping():
+    old = torch.tensor([[0.0]])
+    ret = torch.tensor([[1.0]])
+    mask = torch.ones(1, 1)
+    # moving from 0 to 0.5 toward the target: clipped value 0.2 is worse → max picks it
+    assert value_loss(torch.tensor([[0.5]]), old, ret, mask, 0.2).item() == pytest.approx(0.5 * 0.8**2)
+    # inside the clip range the two agree
+    assert value_loss(torch.tensor([[0.1]]), old, ret, mask, 0.2).item() == pytest.approx(0.5 * 0.9**2)
+
+
+# ---------------------------------------------------------------- adaptive KL
+
+
+def test_adaptive_controller_known_updates():
+    c = AdaptiveKLController(beta=0.1, target=6.0, horizon=10_000)
+    # KL 12 → error clipped to +0.2; β ← 0.1·(1 + 0.2·512/10000)
+    assert c.update(12.0, 512) == pytest.approx(0.1 * (1 + 0.2 * 512 / 10_000))
+    c = AdaptiveKLController(beta=0.1, target=6.0, horizon=10_000)
+    # KL 5.4 → error −0.1
+    assert c.update(5.4, 1000) == pytest.approx(0.1 * (1 - 0.1 * 1000 / 10_000))
+    c = AdaptiveKLController(beta=0.1, target=6.0, horizon=10_000)
+    assert c.update(6.0, 1000) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        AdaptiveKLController(beta=0.0, target=6.0, horizon=10)
+
+
+def test_config_validation_and_presets():
+    with pytest.raises(ValueError, match="kl_estimator"):
+        PPOConfig(kl_estimator="k2")
+    with pytest.raises(ValueError, match="multiple"):
+        PPOConfig(batch_size=10, mini_batch_size=4)
+    cfg = config_for(get_preset("smoke"), beta=0.3)
+    assert cfg.beta == 0.3 and cfg.steps == get_preset("smoke").ppo_steps
+
+
+# ---------------------------------------------------------------- the optimal policy π*
+
+
+@pytest.fixture
+def toy():
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(30))
+    rewards = rng.normal(size=30)
+    return ref, rewards
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 2.0])
+def test_optimal_policy_identities(toy, beta):
+    ref, r = toy
+    pi = optimal.optimal_policy(ref, r, beta)
+    log_z = optimal.log_partition(ref, r, beta)
+    kl = float((pi * np.log(pi / ref)).sum())
+    expected_r = float((pi * r).sum())
+    assert kl == pytest.approx(expected_r / beta - log_z, rel=1e-9)
+    assert expected_r - beta * kl == pytest.approx(beta * log_z, rel=1e-9)
+    # π* beats any other policy on the regularised objective, e.g. small perturbations of it
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        q = pi * np.exp(0.1 * rng.normal(size=pi.size))
+        q /= q.sum()
+        assert float((q * r).sum()) - beta * float((q * np.log(q / ref)).sum()) <= beta * log_z + 1e-12
+
+
+def test_snis_frontier_converges_to_exact(toy):
+    ref, r = toy
+    rng = np.random.default_rng(2)
+    idx = rng.choice(ref.size, size=200_000, p=ref)
+    for point in optimal.snis_frontier(r[idx], [0.3, 1.0]):
+        pi = optimal.optimal_policy(ref, r, point.beta)
+        assert point.reward == pytest.approx(float((pi * r).sum()), abs=0.02)
+        assert point.kl == pytest.approx(float((pi * np.log(pi / ref)).sum()), abs=0.02)
+        assert 0 < point.ess <= idx.size
+
+
+def test_snis_ess_collapses_for_small_beta():
+    r = np.random.default_rng(3).normal(size=10_000)
+    big, small = optimal.snis_frontier(r, [10.0, 0.01])
+    assert big.ess > 9_000 and small.ess < 5
+
+
+def test_best_of_n():
+    assert optimal.best_of_n_kl(1) == 0.0
+    assert optimal.best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
+    r = np.array([0.0, 1.0])
+    # best of 2 from a fair coin over {0, 1}: 1 unless both are 0
+    assert optimal.best_of_n_expectation(r, 2) == pytest.approx(0.75)
+    assert optimal.best_of_n_expectation(r, 1) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        optimal.best_of_n_kl(0)
+    with pytest.raises(ValueError, match="beta must be positive"):
+        optimal.optimal_policy(np.ones(2) / 2, np.zeros(2), 0.0)
