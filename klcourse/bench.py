@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``python -m klcourse.bench kl-cost``.
+"""Benchmarks that print figures: ``python -m klcourse.bench kl-cost`` and ``… ppo``.
 
 ``kl-cost`` measures what the seed post's cost table is about. Given the logits of both models
 for a batch of sampled tokens (the forward passes must produce them either way), it times
@@ -20,10 +20,14 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from klcourse.logprobs import exact_per_token_kl, gather_logprobs
+
+if TYPE_CHECKING:
+    from klcourse.world import World
 
 GPT2_VOCAB = 50_257
 GPT2_WIDTH = 768
@@ -111,6 +115,118 @@ def kl_cost(
     return KLCost(vocab, positions, lm_head, full, sampled, positions * vocab * 4, positions * 4)
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """Episodes and response tokens per second of a training run, excluding its first step."""
+
+    name: str
+    episodes: int
+    tokens: int
+    seconds: float
+
+    @property
+    def episodes_per_s(self) -> float:
+        """Completed episodes (prompt → response → update) per second."""
+        return self.episodes / self.seconds
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Response tokens trained on per second."""
+        return self.tokens / self.seconds
+
+
+def ppo_throughput(
+    world: World, batch: int, mini_batch: int, epochs: int, steps: int
+) -> tuple[Throughput, float, float]:
+    """klcourse PPO at the given sizes; returns throughput (first step excluded as warm-up), the
+    share of step time spent on the KL arithmetic, and the share including the reference's
+    forward pass."""
+    from klcourse.ppo import PPOConfig, train
+
+    cfg = PPOConfig(
+        beta=0.05, batch_size=batch, mini_batch_size=mini_batch, ppo_epochs=epochs, steps=steps + 1
+    )
+    m = train(world, cfg, progress=False).metrics.iloc[1:]
+    phases = [c for c in m.columns if c.startswith("time_")]
+    total = m[phases].to_numpy().sum()
+    kl_share = m["time_kl"].sum() / total
+    with_reference = (m["time_kl"].sum() + m["time_reference"].sum()) / total
+    tokens = int(round(m["response_length"].sum() * batch))
+    return (
+        Throughput("klcourse PPO", steps * batch, tokens, float(total)),
+        float(kl_share),
+        float(with_reference),
+    )
+
+
+def rloo_throughput(
+    world: World, batch: int, mini_batch: int, epochs: int, steps: int, generations: int = 4
+) -> Throughput:
+    """TRL's ``RLOOTrainer`` on the same world, model, batch, response length and update epochs:
+    ``batch`` completions per generation round (``batch / generations`` prompts), split into
+    minibatches of ``mini_batch`` and reused for ``epochs`` iterations; β = 0.05, k1 in the reward.
+    """
+    import copy
+    import tempfile
+
+    from datasets import Dataset
+    from transformers import TrainerCallback
+    from trl import RLOOConfig, RLOOTrainer
+
+    from klcourse.training import score_texts
+    from klcourse.world import MAX_RESPONSE_TOKENS
+
+    def proxy_reward(prompts, completions, **_):
+        texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions, strict=True)]
+        return world.normalise_scores(score_texts(world.reward_model, world.tokenizer, texts)).tolist()
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.marks: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.marks.append(time.perf_counter())
+
+    rounds = steps + 1
+    per_round = batch // mini_batch  # optimizer steps per generation round per iteration
+    args = RLOOConfig(
+        output_dir=tempfile.mkdtemp(prefix="klcourse-rloo-"),
+        per_device_train_batch_size=mini_batch,
+        steps_per_generation=per_round,
+        num_generations=generations,
+        num_iterations=epochs,
+        max_completion_length=MAX_RESPONSE_TOKENS,
+        max_steps=rounds * per_round * epochs,
+        beta=0.05,
+        learning_rate=3e-4,
+        temperature=1.0,
+        bf16=False,
+        logging_steps=10_000,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    prompts = world.prompts(rounds * batch // generations * 2, seed=123)
+    clock = StepClock()
+    trainer = RLOOTrainer(
+        model=copy.deepcopy(world.reference).train(),
+        reward_funcs=proxy_reward,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=world.tokenizer,
+        callbacks=[clock],
+    )
+    trainer.train()
+    steps_per_round = per_round * epochs
+    first_round_end = clock.marks[steps_per_round - 1]
+    seconds = clock.marks[-1] - first_round_end
+    logged = [h for h in trainer.state.log_history if "completions/mean_length" in h]
+    tokens = int(batch * steps * float(logged[-1]["completions/mean_length"]))
+    return Throughput("TRL RLOOTrainer", steps * batch, tokens, seconds)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m klcourse.bench")
@@ -121,11 +237,42 @@ def main(argv: list[str] | None = None) -> None:
     k.add_argument("--seq-len", type=int, default=64)
     k.add_argument("--repeats", type=int, default=5)
     k.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    p = sub.add_parser("ppo", help="klcourse PPO vs TRL's RLOOTrainer: episodes/s, tokens/s, KL share")
+    p.add_argument("--preset", default=None, help="world preset (default: $KLCOURSE_PRESET or by device)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--mini-batch", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--steps", type=int, default=10, help="measured steps (one more runs as warm-up)")
     args = parser.parse_args(argv)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    print(f"device: {device}")
-    cost = kl_cost(args.vocab, args.batch, args.seq_len, repeats=args.repeats, device=device)
-    print(cost.report())
+    if args.benchmark == "kl-cost":
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        print(f"device: {device}")
+        cost = kl_cost(args.vocab, args.batch, args.seq_len, repeats=args.repeats, device=device)
+        print(cost.report())
+        return
+    import transformers
+
+    from klcourse.world import load_world
+
+    transformers.logging.set_verbosity_error()
+    world = load_world(args.preset, progress=False)
+    print(
+        f"device: {world.device}, preset: {world.preset.name}, batch {args.batch}, minibatch "
+        f"{args.mini_batch}, {args.epochs} epochs, {args.steps} measured steps"
+    )
+    ppo, kl_share, with_ref = ppo_throughput(world, args.batch, args.mini_batch, args.epochs, args.steps)
+    rloo = rloo_throughput(world, args.batch, args.mini_batch, args.epochs, args.steps)
+    for t in (ppo, rloo):
+        rate = f"{t.episodes_per_s:7.1f} episodes/s {t.tokens_per_s:8.1f} tokens/s"
+        print(f"  {t.name:16s} {rate} ({t.seconds:.1f} s)")
+    print(
+        f"  ratio PPO / RLOO: {ppo.episodes_per_s / rloo.episodes_per_s:.2f} (episodes/s), "
+        f"{ppo.tokens_per_s / rloo.tokens_per_s:.2f} (tokens/s)"
+    )
+    print(
+        f"  share of a PPO step computing KL: {kl_share:.2%} (the KL arithmetic); "
+        f"{with_ref:.1%} including the reference's forward pass"
+    )
 
 
 if __name__ == "__main__":

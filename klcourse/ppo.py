@@ -264,6 +264,20 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- training
 
 
+class Laps:
+    """Wall time of each phase of a step, as ``time_<phase>`` seconds (for the benchmark)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        """Record the time since the previous lap under ``time_<name>``."""
+        now = time.perf_counter()
+        self.seconds[f"time_{name}"] = now - self.start
+        self.start = now
+
+
 @dataclass
 class PPOResult:
     """What a run returns: the trained policy, the per-step metrics and the config."""
@@ -314,6 +328,7 @@ def train(
     )
     for step in bar:
         # 1. Rollout ------------------------------------------------------------------------------
+        laps = Laps()
         unwrapped.eval()
         seed = config.seed * 1_000_003 + step * 7919 + accelerator.process_index
         prompts = world.prompts(config.batch_size, seed=seed)
@@ -326,31 +341,30 @@ def train(
         )
         mask = rollout.response_mask.to(accelerator.device).float()
         ids, attn = rollout.input_ids.to(accelerator.device), rollout.attention_mask.to(accelerator.device)
+        tokens = rollout.response_ids.to(accelerator.device)
+        laps.lap("generate")
         with torch.no_grad():
             logits, values = unwrapped(ids, attn)
             old_logprobs = (
-                gather_logprobs(
-                    _response_slice(logits, rollout), rollout.response_ids.to(ids.device), config.temperature
-                )
-                * mask
-            )
-            ref_logits = reference(input_ids=ids, attention_mask=attn).logits
-            ref_logprobs = (
-                gather_logprobs(
-                    _response_slice(ref_logits, rollout),
-                    rollout.response_ids.to(ids.device),
-                    config.temperature,
-                )
-                * mask
+                gather_logprobs(_response_slice(logits, rollout), tokens, config.temperature) * mask
             )
             old_values = _values_at_response(values, rollout) * mask
+            laps.lap("policy")
+            # the reference scores the policy's own tokens, at the sampling temperature [H24]
+            ref_logits = reference(input_ids=ids, attention_mask=attn).logits
+            ref_logprobs = (
+                gather_logprobs(_response_slice(ref_logits, rollout), tokens, config.temperature) * mask
+            )
+            laps.lap("reference")
             scores = world.normalise_scores(score_rollout(reward_model, rollout))
             if config.missing_eos_penalty is not None:  # [H24]
                 scores = scores - config.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
+            laps.lap("score")
 
             # 2. Rewards: r_t = −β·kl_t, score at the last token [Z19] ---------------------------
             kl = per_token_kl(old_logprobs, ref_logprobs, mask, config.kl_estimator)
             rewards = shaped_rewards(scores, kl, mask, beta)
+            laps.lap("kl")
 
             # 3. Advantages: GAE, whitened [H24] -------------------------------------------------
             advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
@@ -365,9 +379,7 @@ def train(
             for mb in order.split(config.mini_batch_size):
                 new_logits, new_values = model(ids[mb], attn[mb])
                 resp_logits = _response_slice(new_logits, rollout)
-                new_logprobs = gather_logprobs(
-                    resp_logits, rollout.response_ids[mb].to(ids.device), config.temperature
-                )
+                new_logprobs = gather_logprobs(resp_logits, tokens[mb], config.temperature)
                 m = mask[mb]
                 pg, clip_fraction = policy_loss(
                     new_logprobs, old_logprobs[mb], advantages[mb], m, config.clip_range
@@ -394,6 +406,8 @@ def train(
                         masked_mean(_entropy(resp_logits.float() / config.temperature), m).item()
                     )
 
+        laps.lap("update")
+
         # 5. Metrics and β ------------------------------------------------------------------------
         texts = rollout.texts()
         gold = torch.tensor([gold_reward(t, world.grammar) for t in texts])
@@ -415,6 +429,7 @@ def train(
             "beta": beta,
             "response_length": mask.sum(1).mean().item(),
             **{k: sum(v) / len(v) for k, v in stats.items()},
+            **laps.seconds,
             "seconds": time.perf_counter() - start,
             "samples": " | ".join(texts[: config.samples_per_step]),
         }
