@@ -20,6 +20,17 @@ _REF_LP = (-0.7, -2.0, -0.1)
 _LOGITS = np.array([2.0, 1.0, 0.0])
 
 
+_KL_TOKENS = (0.1, 0.3, -0.05, 0.2)
+_REF3 = np.array([0.5, 0.3, 0.2])
+_R3 = np.array([0.0, 1.0, 2.0])
+
+
+def _pi_star_last(beta: float) -> float:
+    """π*(y₃) ∝ π_ref(y₃)·exp(r₃/β) for the three-response toy of exercise 04.2."""
+    w = _REF3 * np.exp(_R3 / beta)
+    return float(w[2] / w.sum())
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x - x.max()).sum()) - x.max()
 
@@ -219,6 +230,42 @@ EXERCISES: dict[str, Exercise] = {
                     "That is the sampled-token cost (one float per position).",
                     lambda: 64 * 128 * 4 / 2**20,
                 ),
+            ),
+        ),
+        Exercise(
+            key="04.1",
+            question=("Score 2.0, per-token k1 values (0.1, 0.3, −0.05, 0.2), β = 0.1: the adjusted "
+                      "reward score − β·Σ_t KL_t."),
+            answer=lambda: 2.0 - 0.1 * sum(_KL_TOKENS),
+            hint="Sum the per-token KL values (including the negative one), multiply by β, subtract.",
+            slips=(
+                ("Sign: the KL is subtracted from the score.", lambda: 2.0 + 0.1 * sum(_KL_TOKENS)),
+                ("That uses the mean KL per token; the penalty uses the sum.",
+                 lambda: 2.0 - 0.1 * sum(_KL_TOKENS) / 4),
+                ("A negative per-token value still counts: do not drop or clip it.",
+                 lambda: 2.0 - 0.1 * sum(max(k, 0.0) for k in _KL_TOKENS)),
+            ),
+        ),
+        Exercise(
+            key="04.2",
+            question=("π_ref = (0.5, 0.3, 0.2) over three responses with rewards (0, 1, 2), β = 1: "
+                      "π*(third response)."),
+            answer=lambda: _pi_star_last(1.0),
+            hint="π*(y) ∝ π_ref(y)·exp(r(y)/β); normalise over the three responses.",
+            slips=(
+                ("You dropped π_ref: π* reweights the reference, it does not replace it.",
+                 lambda: float(np.exp(_R3[2]) / np.exp(_R3).sum())),
+                ("That is π_ref itself: the exp(r/β) weights are missing.", lambda: 0.2),
+            ),
+        ),
+        Exercise(
+            key="04.3",
+            question="The upper bound on KL(best-of-16 ‖ π_ref), in nats.",
+            answer=lambda: math.log(16) - 15 / 16,
+            hint="log n − (n − 1)/n (Beirami et al. 2024).",
+            slips=(
+                ("That is log n, the older bound; subtract (n − 1)/n.", lambda: math.log(16)),
+                ("That is in bits; use the natural log.", lambda: math.log2(16) - 15 / 16),
             ),
         ),
     ]
