@@ -1,9 +1,12 @@
-"""Command line: ``python -m klcourse build [--preset NAME] [--force]``."""
+"""Command line: ``python -m klcourse build …`` and ``python -m klcourse sweep …``."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+
+import torch
 
 from klcourse.config import PRESETS, get_preset
 
@@ -16,16 +19,61 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     b.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    s = sub.add_parser("sweep", help="β ablation: β × seeds (+ an adaptive-KL run), resumable")
+    s.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    s.add_argument("--betas", type=float, nargs="+", help="default: the preset's grid")
+    s.add_argument("--seeds", type=int, nargs="+", help="default: the preset's seeds")
+    s.add_argument(
+        "--adaptive",
+        type=float,
+        nargs=3,
+        metavar=("BETA0", "TARGET", "HORIZON"),
+        help="also run the adaptive KL controller from BETA0 towards TARGET nats",
+    )
+    s.add_argument("--out", type=Path, help="result folder (default: under the cache)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-
-    from klcourse.world import build
-
     preset = get_preset(args.preset)
     t0 = time.perf_counter()
-    paths = build(preset, force=args.force, progress=not args.quiet)
-    for name, path in paths.items():
-        print(f"{name:9s} {path}")
-    print(f"world ({preset.name} preset) ready in {time.perf_counter() - t0:.1f} s")
+    if args.command == "build":
+        from klcourse.world import build
+
+        paths = build(preset, force=args.force, progress=not args.quiet)
+        for name, path in paths.items():
+            print(f"{name:9s} {path}")
+        print(f"world ({preset.name} preset) ready in {time.perf_counter() - t0:.1f} s")
+        return
+
+    from klcourse import sweep
+    from klcourse.world import load_world
+
+    world = load_world(preset, sweep_device(), progress=not args.quiet)
+    adaptive = None if args.adaptive is None else (args.adaptive[0], args.adaptive[1], int(args.adaptive[2]))
+    specs = sweep.grid(
+        list(args.betas or preset.sweep_betas), list(args.seeds or preset.sweep_seeds), adaptive
+    )
+    out = args.out or sweep.default_out_dir(preset)
+    results = sweep.run_sweep(world, specs, out, progress=not args.quiet)
+    print(f"{'run':24s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
+    for name, r in results.items():
+        s_ = r["summary"]
+        print(
+            f"{name:24s}{s_['proxy_score']:8.2f}{s_['gold_reward']:8.2f}{s_['well_formed']:13.0%}"
+            f"{s_['kl_k1']:9.2f}{r['seconds']:9.1f}"
+        )
+    print(f"{len(results)} runs in {out}; this process took {time.perf_counter() - t0:.1f} s")
+
+
+def sweep_device() -> torch.device:
+    """This process's device: its own GPU under ``accelerate launch`` on a multi-GPU machine."""
+    from accelerate import PartialState
+
+    from klcourse.config import pick_device
+
+    device = pick_device()
+    if device.type == "cuda":
+        return torch.device("cuda", PartialState().local_process_index % torch.cuda.device_count())
+    return device
 
 
 if __name__ == "__main__":

@@ -234,27 +234,37 @@ EXERCISES: dict[str, Exercise] = {
         ),
         Exercise(
             key="04.1",
-            question=("Score 2.0, per-token k1 values (0.1, 0.3, −0.05, 0.2), β = 0.1: the adjusted "
-                      "reward score − β·Σ_t KL_t."),
+            question=(
+                "Score 2.0, per-token k1 values (0.1, 0.3, −0.05, 0.2), β = 0.1: the adjusted "
+                "reward score − β·Σ_t KL_t."
+            ),
             answer=lambda: 2.0 - 0.1 * sum(_KL_TOKENS),
             hint="Sum the per-token KL values (including the negative one), multiply by β, subtract.",
             slips=(
                 ("Sign: the KL is subtracted from the score.", lambda: 2.0 + 0.1 * sum(_KL_TOKENS)),
-                ("That uses the mean KL per token; the penalty uses the sum.",
-                 lambda: 2.0 - 0.1 * sum(_KL_TOKENS) / 4),
-                ("A negative per-token value still counts: do not drop or clip it.",
-                 lambda: 2.0 - 0.1 * sum(max(k, 0.0) for k in _KL_TOKENS)),
+                (
+                    "That uses the mean KL per token; the penalty uses the sum.",
+                    lambda: 2.0 - 0.1 * sum(_KL_TOKENS) / 4,
+                ),
+                (
+                    "A negative per-token value still counts: do not drop or clip it.",
+                    lambda: 2.0 - 0.1 * sum(max(k, 0.0) for k in _KL_TOKENS),
+                ),
             ),
         ),
         Exercise(
             key="04.2",
-            question=("π_ref = (0.5, 0.3, 0.2) over three responses with rewards (0, 1, 2), β = 1: "
-                      "π*(third response)."),
+            question=(
+                "π_ref = (0.5, 0.3, 0.2) over three responses with rewards (0, 1, 2), β = 1: "
+                "π*(third response)."
+            ),
             answer=lambda: _pi_star_last(1.0),
             hint="π*(y) ∝ π_ref(y)·exp(r(y)/β); normalise over the three responses.",
             slips=(
-                ("You dropped π_ref: π* reweights the reference, it does not replace it.",
-                 lambda: float(np.exp(_R3[2]) / np.exp(_R3).sum())),
+                (
+                    "You dropped π_ref: π* reweights the reference, it does not replace it.",
+                    lambda: float(np.exp(_R3[2]) / np.exp(_R3).sum()),
+                ),
                 ("That is π_ref itself: the exp(r/β) weights are missing.", lambda: 0.2),
             ),
         ),

@@ -301,19 +301,26 @@ class PPOResult:
             tokenizer.save_pretrained(folder / "policy")
 
 
-def train(
-    world: World, config: PPOConfig, *, progress: bool = True, accelerator: Accelerator | None = None
-) -> PPOResult:
-    """Run PPO from the world's SFT model against its proxy reward model; return the result."""
-    accelerator = accelerator or Accelerator(cpu=world.device.type == "cpu")
-    torch.manual_seed(config.seed + accelerator.process_index)  # each process samples its own
+def train(world: World, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True) -> PPOResult:
+    """Run PPO from the world's SFT model against its proxy reward model; return the result.
+
+    With ``data_parallel`` (the default), ``accelerate`` places the models and, under
+    ``accelerate launch``, wraps them for data parallelism: every process samples its own prompts
+    and gradients are averaged, so the replicas stay identical. ``data_parallel=False`` trains on
+    ``world.device`` alone, for runs that are independent of the other processes (a sweep).
+    """
+    accelerator = Accelerator(cpu=world.device.type == "cpu")
+    rank, n_proc = (accelerator.process_index, accelerator.num_processes) if data_parallel else (0, 1)
+    device = accelerator.device if data_parallel else world.device
+    torch.manual_seed(config.seed + rank)  # each process samples its own responses
     tok = world.tokenizer
-    reference = world.reference.to(accelerator.device)  # frozen: never trained, never generates
-    reward_model = world.reward_model.to(accelerator.device)
-    model = PolicyAndValue(copy.deepcopy(world.reference).train(), reward_model)
+    reference = world.reference.to(device)  # frozen: never trained, never generates
+    reward_model = world.reward_model.to(device)
+    model = PolicyAndValue(copy.deepcopy(world.reference).train(), reward_model).to(device)
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=1e-5)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if data_parallel:
+        model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped: PolicyAndValue = accelerator.unwrap_model(model)
     controller = (
         AdaptiveKLController(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl else None
@@ -324,13 +331,13 @@ def train(
     bar = tqdm(
         range(config.steps),
         desc=f"PPO β={config.beta:g}",
-        disable=not progress or not accelerator.is_main_process,
+        disable=not progress or rank != 0,
     )
     for step in bar:
         # 1. Rollout ------------------------------------------------------------------------------
         laps = Laps()
         unwrapped.eval()
-        seed = config.seed * 1_000_003 + step * 7919 + accelerator.process_index
+        seed = config.seed * 1_000_003 + step * 7919 + rank
         prompts = world.prompts(config.batch_size, seed=seed)
         rollout = sample(
             unwrapped.policy,
@@ -339,9 +346,9 @@ def train(
             max_new_tokens=config.max_new_tokens,
             temperature=config.temperature,
         )
-        mask = rollout.response_mask.to(accelerator.device).float()
-        ids, attn = rollout.input_ids.to(accelerator.device), rollout.attention_mask.to(accelerator.device)
-        tokens = rollout.response_ids.to(accelerator.device)
+        mask = rollout.response_mask.to(device).float()
+        ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
+        tokens = rollout.response_ids.to(device)
         laps.lap("generate")
         with torch.no_grad():
             logits, values = unwrapped(ids, attn)
@@ -418,7 +425,7 @@ def train(
         seq_k3 = per_token_kl(old_logprobs, ref_logprobs, mask, "k3").sum(1)
         row = {
             "step": step + 1,
-            "episodes": (step + 1) * config.batch_size * accelerator.num_processes,
+            "episodes": (step + 1) * config.batch_size * n_proc,
             "proxy_score": scores.mean().item(),
             "gold_reward": gold.mean().item(),
             "well_formed": sum(well_formed) / len(well_formed),
@@ -436,8 +443,8 @@ def train(
         rows.append(row)
         if controller is not None:
             beta = controller.update(
-                accelerator.reduce(seq_k1.mean(), "mean").item(),
-                config.batch_size * accelerator.num_processes,
+                (accelerator.reduce(seq_k1.mean(), "mean") if n_proc > 1 else seq_k1.mean()).item(),
+                config.batch_size * n_proc,
             )
         bar.set_postfix(
             proxy=f"{row['proxy_score']:.2f}", gold=f"{row['gold_reward']:.2f}", kl=f"{row['kl_k1']:.2f}"

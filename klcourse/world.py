@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from klcourse import artifacts, gold, training
@@ -237,6 +238,8 @@ def load_world(
     """Load the world of ``preset`` onto ``device``, building whatever the cache lacks."""
     device = device or pick_device()
     preset = preset if isinstance(preset, Preset) else get_preset(preset, device)
+    if not progress:
+        transformers.logging.disable_progress_bar()
     paths = build(preset, progress=progress, root=root, log=log)
     models = {
         "reference": load_causal_lm(paths["sft"]),

@@ -30,13 +30,13 @@ def test_shaped_rewards_by_hand_with_and_without_eos():
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]).float()
     beta = 0.5
     r = shaped_rewards(scores, kl, mask, beta)
-    expected = torch.tensor(
-        [[-0.05, -0.10, -0.15 + 2.0, 0.0], [-0.25, 0.05, -0.10, -0.15 - 1.0]]
-    )
+    expected = torch.tensor([[-0.05, -0.10, -0.15 + 2.0, 0.0], [-0.25, 0.05, -0.10, -0.15 - 1.0]])
     torch.testing.assert_close(r, expected)
     # the per-token rewards add up to the seed's adjusted reward, score − β·Σ kl
     torch.testing.assert_close(r.sum(1), adjusted_reward(scores, kl, mask, beta))
-    torch.testing.assert_close(adjusted_reward(scores, kl, mask, beta), torch.tensor([2.0 - 0.3, -1.0 - 0.45]))
+    torch.testing.assert_close(
+        adjusted_reward(scores, kl, mask, beta), torch.tensor([2.0 - 0.3, -1.0 - 0.45])
+    )
 
 
 def test_shaped_rewards_rejects_empty_response():

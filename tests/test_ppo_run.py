@@ -20,19 +20,37 @@ def test_kl_at_beta_zero_exceeds_kl_at_large_beta(smoke_world, tmp_path):
     kl_free = free.metrics["kl_k1"].tail(3).mean()
     kl_leashed = leashed.metrics["kl_k1"].tail(3).mean()
     assert kl_free > kl_leashed + 0.1, (kl_free, kl_leashed)
-    columns = {"proxy_score", "gold_reward", "well_formed", "kl_k1", "kl_k3", "non_score_reward", "beta",
-               "entropy", "clip_fraction", "approx_kl", "value_loss", "response_length", "samples"}
+    columns = {
+        "proxy_score",
+        "gold_reward",
+        "well_formed",
+        "kl_k1",
+        "kl_k3",
+        "non_score_reward",
+        "beta",
+        "entropy",
+        "clip_fraction",
+        "approx_kl",
+        "value_loss",
+        "response_length",
+        "samples",
+    }
     assert columns <= set(free.metrics.columns) and len(free.metrics) == preset.ppo_steps
     assert (free.metrics["non_score_reward"] == 0).all()  # β = 0: no KL term in the reward
     free.save(tmp_path / "run", smoke_world.tokenizer)
-    assert {"metrics.csv", "metrics.json", "config.json", "policy"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"metrics.csv", "metrics.json", "config.json", "policy"} <= {
+        p.name for p in (tmp_path / "run").iterdir()
+    }
 
 
 def test_adaptive_beta_moves_toward_target(smoke_world):
     preset = get_preset("smoke")
     # a target far above what the run reaches: the controller can only lower β
-    result = train(smoke_world, config_for(preset, beta=0.5, adaptive_kl=True, kl_target=50.0, kl_horizon=500),
-                   progress=False)
+    result = train(
+        smoke_world,
+        config_for(preset, beta=0.5, adaptive_kl=True, kl_target=50.0, kl_horizon=500),
+        progress=False,
+    )
     betas = result.metrics["beta"]
     assert betas.iloc[0] == 0.5 and betas.is_monotonic_decreasing and betas.iloc[-1] < 0.5
 
@@ -41,9 +59,23 @@ def test_two_process_data_parallel_replicas_stay_identical(smoke_root, tmp_path)
     worker = Path(__file__).with_name("ddp_worker.py")
     # --multi_gpu selects accelerate's torch.distributed launcher; on a machine without GPUs the
     # worker's Accelerator(cpu=True) then runs the processes on the CPU with the gloo backend.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           str(worker), str(smoke_root), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(worker),
+        str(smoke_root),
+        str(tmp_path),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,0 +1,197 @@
+"""β ablations: a grid of β × seeds plus an adaptive-KL run, resumable and crash-safe.
+
+Each run writes one JSON file, ``<out>/<run name>.json``, holding its spec, config, per-step
+metrics, a summary and its provenance (library versions, device, wall time), sealed with the
+SHA-256 of its content.
+
+* **Atomic**: the file is written to a temporary name in the same folder, flushed to disk and
+  renamed over the final name, so a reader sees either nothing or a complete file. Killing the
+  process at any moment loses at most the run in progress.
+* **Resumable**: a re-run skips every run whose file is complete, valid and made from the same
+  spec and preset; a missing, truncated or tampered file is redone.
+* **Distributed**: under ``accelerate launch`` with several processes (or GPUs), process ``i``
+  takes runs ``i, i + n, i + 2n, …``; each run trains on its own device, independently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from klcourse.artifacts import cache_root, config_key
+from klcourse.config import Preset
+from klcourse.ppo import config_for, train
+from klcourse.world import World
+
+#: How many final steps the summary averages over.
+SUMMARY_STEPS = 5
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a sweep: a fixed β, or the adaptive controller starting at β towards a target."""
+
+    beta: float
+    seed: int
+    adaptive_target: float | None = None
+    adaptive_horizon: int = 10_000
+
+    @property
+    def name(self) -> str:
+        """File-name-safe identifier, e.g. ``beta-0.1_seed-0`` or ``adaptive-4_seed-0``."""
+        kind = f"beta-{self.beta:g}" if self.adaptive_target is None else f"adaptive-{self.adaptive_target:g}"
+        return f"{kind}_seed-{self.seed}"
+
+
+def grid(
+    betas: list[float], seeds: list[int], adaptive: tuple[float, float, int] | None = None
+) -> list[RunSpec]:
+    """``betas × seeds``, plus one adaptive run per seed if ``adaptive = (β₀, target, horizon)``."""
+    if any(b < 0 for b in betas):
+        raise ValueError("every β must be ≥ 0")
+    specs = [RunSpec(beta=b, seed=s) for s in seeds for b in betas]
+    if adaptive is not None:
+        beta0, target, horizon = adaptive
+        specs += [
+            RunSpec(beta=beta0, seed=s, adaptive_target=target, adaptive_horizon=horizon) for s in seeds
+        ]
+    return specs
+
+
+def default_out_dir(preset: Preset) -> Path:
+    """``<cache>/sweeps/<preset>-<key>``: one folder per preset and world configuration."""
+    return cache_root() / "sweeps" / f"{preset.name}-{config_key(asdict(preset))}"
+
+
+def _as_json(obj: dict) -> dict:
+    """``obj`` as it reads back from JSON (tuples become lists), for comparisons with stored runs."""
+    return json.loads(json.dumps(obj))
+
+
+def _seal(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _provenance(world: World) -> dict:
+    import accelerate
+    import transformers
+    import trl
+
+    device = world.device
+    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    return {
+        "device": str(device),
+        "card": card,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "trl": trl.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that ``path`` is never seen half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_result(path: Path, spec: RunSpec | None = None, preset: Preset | None = None) -> dict | None:
+    """The run stored at ``path``, or ``None`` if it is missing, corrupt, or from another spec/preset."""
+    try:
+        record = json.loads(path.read_text())
+        payload, seal = record["payload"], record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _seal(payload) != seal:
+        return None
+    if spec is not None and payload.get("spec") != _as_json(asdict(spec)):
+        return None
+    if preset is not None and payload.get("preset") != _as_json(asdict(preset)):
+        return None
+    return payload
+
+
+def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> dict:
+    """Train one run and store it atomically; return its payload."""
+    overrides = dict(beta=spec.beta, seed=spec.seed)
+    if spec.adaptive_target is not None:
+        overrides |= dict(adaptive_kl=True, kl_target=spec.adaptive_target, kl_horizon=spec.adaptive_horizon)
+    config = config_for(world.preset, **overrides)
+    t0 = time.perf_counter()
+    result = train(world, config, progress=progress, data_parallel=False)
+    metrics = result.metrics
+    tail = metrics.iloc[-SUMMARY_STEPS:].mean(numeric_only=True)
+    summary = {
+        k: float(tail[k]) for k in ("proxy_score", "gold_reward", "well_formed", "kl_k1", "kl_k3", "beta")
+    }
+    payload = {
+        "spec": asdict(spec),
+        "preset": asdict(world.preset),
+        "config": asdict(config),
+        "summary": summary,
+        "final_samples": metrics["samples"].iloc[-1].split(" | "),
+        "metrics": json.loads(metrics.to_json(orient="records")),
+        "seconds": time.perf_counter() - t0,
+        "provenance": _provenance(world),
+    }
+    write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
+    return payload
+
+
+def run_sweep(
+    world: World, specs: list[RunSpec], out_dir: Path, progress: bool = True, log=print
+) -> dict[str, dict]:
+    """Run every spec whose result is not already stored in ``out_dir``; return all results by name.
+
+    Under ``accelerate launch`` each process runs its share; the returned dict then holds the runs
+    this process ran or found.
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    mine = specs[state.process_index :: state.num_processes]
+    for spec in mine:  # temporary files of runs killed while writing
+        for stale in out_dir.glob(f".{spec.name}.json.*"):
+            stale.unlink()
+    results: dict[str, dict] = {}
+    bar = tqdm(mine, desc="sweep", disable=not progress or not state.is_main_process)
+    for spec in bar:
+        path = out_dir / f"{spec.name}.json"
+        stored = load_result(path, spec, world.preset)
+        if stored is not None:
+            results[spec.name] = stored
+            continue
+        if path.exists():
+            log(f"{spec.name}: stored result is corrupt or stale; redoing it")
+        bar.set_postfix(run=spec.name)
+        results[spec.name] = run_one(world, spec, path, progress=False)
+    return results
+
+
+def collect(out_dir: Path) -> dict[str, dict]:
+    """Every valid result in ``out_dir`` (any spec), by run name."""
+    found = {}
+    for path in sorted(out_dir.glob("*.json")):
+        payload = load_result(path)
+        if payload is not None:
+            found[path.stem] = payload
+    return found

@@ -1,0 +1,108 @@
+"""The β sweep survives being killed, detects corrupt results, and is reproducible."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from klcourse.sweep import RunSpec, collect, grid, load_result, run_sweep
+
+pytestmark = pytest.mark.slow
+
+SPECS = [RunSpec(beta=0.0, seed=0), RunSpec(beta=10.0, seed=0)]
+
+
+def test_grid_and_names():
+    specs = grid([0.0, 0.1], [0, 1], adaptive=(0.5, 3.0, 500))
+    assert [s.name for s in specs] == [
+        "beta-0_seed-0",
+        "beta-0.1_seed-0",
+        "beta-0_seed-1",
+        "beta-0.1_seed-1",
+        "adaptive-3_seed-0",
+        "adaptive-3_seed-1",
+    ]
+    with pytest.raises(ValueError, match="≥ 0"):
+        grid([-1.0], [0])
+
+
+def test_killed_sweep_keeps_finished_runs_and_redoes_the_rest(smoke_root, smoke_world, tmp_path):
+    out = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        "-m",
+        "klcourse",
+        "sweep",
+        "--preset",
+        "smoke",
+        "--betas",
+        "0",
+        "10",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, "KLCOURSE_CACHE": str(smoke_root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    first = out / f"{SPECS[0].name}.json"
+    deadline = time.time() + 300
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-way through the second run
+    proc.wait()
+    assert first.exists(), "the first run should have finished before the kill"
+    kept = first.read_bytes()
+    # whatever the kill interrupted, every file under the final names is complete and valid
+    for path in out.glob("*.json"):
+        assert load_result(path) is not None, f"{path.name} is corrupt"
+
+    results = run_sweep(smoke_world, SPECS, out, progress=False, log=lambda m: None)
+    assert first.read_bytes() == kept, "a finished run must be kept byte for byte"
+    assert set(results) == {s.name for s in SPECS}
+    assert load_result(first, SPECS[0], smoke_world.preset) is not None  # reused, not redone
+    assert set(collect(out)) == {s.name for s in SPECS}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary files are left"
+
+
+def test_corrupt_result_is_detected_and_redone(smoke_world, tmp_path):
+    spec = [SPECS[1]]
+    run_sweep(smoke_world, spec, tmp_path, progress=False)
+    path = tmp_path / f"{spec[0].name}.json"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])  # truncated
+    assert load_result(path) is None
+    messages = []
+    run_sweep(smoke_world, spec, tmp_path, progress=False, log=messages.append)
+    assert any("corrupt" in m for m in messages) and load_result(path) is not None
+    # tampering with a number breaks the seal
+    record = json.loads(path.read_text())
+    record["payload"]["summary"]["gold_reward"] += 1.0
+    path.write_text(json.dumps(record))
+    assert load_result(path) is None
+    # a result made from another spec is not reused
+    assert load_result(path.with_name("x.json"), spec[0]) is None
+
+
+def test_same_seed_same_results(smoke_world, tmp_path):
+    spec = [SPECS[0]]
+    a = run_sweep(smoke_world, spec, tmp_path / "a", progress=False)[spec[0].name]
+    b = run_sweep(smoke_world, spec, tmp_path / "b", progress=False)[spec[0].name]
+
+    def strip(payload):
+        return [
+            {k: v for k, v in row.items() if not k.startswith("time_") and k != "seconds"}
+            for row in payload["metrics"]
+        ]
+
+    assert strip(a) == strip(b)
+    assert a["summary"] == b["summary"] and a["final_samples"] == b["final_samples"]
