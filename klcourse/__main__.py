@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         nargs=3,
         metavar=("BETA0", "TARGET", "HORIZON"),
-        help="also run the adaptive KL controller from BETA0 towards TARGET nats",
+        help="the adaptive-KL run: from BETA0 towards TARGET nats (default: the preset's)",
     )
     s.add_argument("--out", type=Path, help="result folder (default: under the cache)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     from klcourse.world import load_world
 
     world = load_world(preset, sweep_device(), progress=not args.quiet)
-    adaptive = None if args.adaptive is None else (args.adaptive[0], args.adaptive[1], int(args.adaptive[2]))
+    a = args.adaptive or preset.sweep_adaptive
+    adaptive = (a[0], a[1], int(a[2]))
     specs = sweep.grid(
         list(args.betas or preset.sweep_betas), list(args.seeds or preset.sweep_seeds), adaptive
     )

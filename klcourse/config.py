@@ -66,6 +66,8 @@ class Preset:
     #: β ablation: the grid of β and the seeds of notebook 06 and ``python -m klcourse sweep``.
     sweep_betas: tuple[float, ...]
     sweep_seeds: tuple[int, ...]
+    #: The sweep's adaptive-KL run: (initial β, target KL in nats, horizon in episodes).
+    sweep_adaptive: tuple[float, float, int]
 
 
 PRESETS: dict[str, Preset] = {
@@ -95,6 +97,7 @@ PRESETS: dict[str, Preset] = {
         ppo_lr=1e-3,
         sweep_betas=(0.0, 0.1, 10.0),
         sweep_seeds=(0,),
+        sweep_adaptive=(0.5, 1.0, 100),
     ),
     "laptop": Preset(
         name="laptop",
@@ -122,6 +125,7 @@ PRESETS: dict[str, Preset] = {
         ppo_lr=3e-4,
         sweep_betas=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
         sweep_seeds=(0,),
+        sweep_adaptive=(1.0, 2.0, 250),
     ),
     "gpu": Preset(
         name="gpu",
@@ -149,6 +153,7 @@ PRESETS: dict[str, Preset] = {
         ppo_lr=1e-4,
         sweep_betas=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
         sweep_seeds=(0, 1, 2),
+        sweep_adaptive=(1.0, 2.0, 1000),
     ),
 }
 

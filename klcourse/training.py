@@ -86,6 +86,11 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
     )
 
 
+def _ids_with_eos(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """Token ids of ``<bos> text <eos>`` for each text: how every model of the world sees a review."""
+    return tokenizer([t + tokenizer.eos_token for t in texts])["input_ids"]
+
+
 def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -101,8 +106,7 @@ def train_sft(
 
     Each text is tokenized as ``<bos> words… <eos>``, so the model learns where reviews end.
     """
-    ids = tokenizer([t + tokenizer.eos_token for t in texts])["input_ids"]
-    dataset = Dataset.from_dict({"input_ids": ids})
+    dataset = Dataset.from_dict({"input_ids": _ids_with_eos(tokenizer, texts)})
     args = SFTConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
     SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
     return model.eval()
@@ -144,8 +148,9 @@ def train_reward_model(
     progress: bool = True,
 ) -> PreTrainedModel:
     """Bradley–Terry training with TRL's ``RewardTrainer``: minimise ``−log σ(r_c − r_r)``."""
-    enc = lambda texts: tokenizer([t + tokenizer.eos_token for t in texts])["input_ids"]  # noqa: E731
-    dataset = Dataset.from_dict({"chosen_ids": enc(chosen), "rejected_ids": enc(rejected)})
+    dataset = Dataset.from_dict(
+        {"chosen_ids": _ids_with_eos(tokenizer, chosen), "rejected_ids": _ids_with_eos(tokenizer, rejected)}
+    )
     args = RewardConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
     RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
     return model.eval()
