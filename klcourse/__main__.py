@@ -44,10 +44,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"world ({preset.name} preset) ready in {time.perf_counter() - t0:.1f} s")
         return
 
+    from accelerate import PartialState
+
     from klcourse import sweep
+    from klcourse.config import pick_device
     from klcourse.world import load_world
 
-    world = load_world(preset, sweep_device(), progress=not args.quiet)
+    # Under `accelerate launch` this joins the processes (on the CPU too, with gloo); alone, it is one.
+    state = PartialState(cpu=pick_device().type == "cpu")
+    with state.main_process_first():  # one process builds a missing world, the others then load it
+        world = load_world(preset, sweep_device(), progress=not args.quiet)
     a = args.adaptive or preset.sweep_adaptive
     adaptive = (a[0], a[1], int(a[2]))
     specs = sweep.grid(

@@ -31,6 +31,19 @@ def _pi_star_last(beta: float) -> float:
     return float(w[2] / w.sum())
 
 
+_GAE_R = (0.0, 0.0, 1.0)
+_GAE_V = (0.5, 0.6, 0.8)
+
+
+def _gae_first(lam: float, gamma: float = 1.0) -> float:
+    """Advantage at t = 0 by the GAE recursion for exercise 05.1 (values 0 after the last token)."""
+    adv, next_v = 0.0, 0.0
+    for r, v in zip(reversed(_GAE_R), reversed(_GAE_V), strict=True):
+        adv = r + gamma * next_v - v + gamma * lam * adv
+        next_v = v
+    return adv
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x - x.max()).sum()) - x.max()
 
@@ -276,6 +289,80 @@ EXERCISES: dict[str, Exercise] = {
             slips=(
                 ("That is log n, the older bound; subtract (n − 1)/n.", lambda: math.log(16)),
                 ("That is in bits; use the natural log.", lambda: math.log2(16) - 15 / 16),
+            ),
+        ),
+        Exercise(
+            key="05.1",
+            question=(
+                "Rewards (0, 0, 1), values (0.5, 0.6, 0.8), γ = 1, λ = 0.95: the GAE advantage "
+                "of the first token."
+            ),
+            answer=lambda: _gae_first(0.95),
+            hint="δ_t = r_t + V_{t+1} − V_t (V = 0 after the end); A_t = δ_t + λ·A_{t+1}, from the end.",
+            slips=(
+                ("That is λ = 1 (return minus value); use λ = 0.95.", lambda: _gae_first(1.0)),
+                ("That is λ = 0 (one-step TD error only).", lambda: _gae_first(0.0)),
+            ),
+        ),
+        Exercise(
+            key="05.2",
+            question=(
+                "A token with probability ratio π_new/π_old = 1.5 and advantage +2, clip ε = 0.2: "
+                "its clipped policy loss (the quantity PPO minimises)."
+            ),
+            answer=lambda: -min(1.5 * 2.0, 1.2 * 2.0),
+            hint="loss = −min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A).",
+            slips=(
+                ("That is the unclipped loss −ρ·A; the ratio is clipped at 1 + ε.", lambda: -3.0),
+                ("Sign: PPO minimises the negative of the surrogate objective.", lambda: 2.4),
+            ),
+        ),
+        Exercise(
+            key="05.3",
+            question=(
+                "Adaptive KL: β = 0.1, measured KL 9 nats, target 6, a batch of 1,000 episodes, "
+                "horizon 10,000: the new β."
+            ),
+            answer=lambda: 0.1 * (1 + min(max(9 / 6 - 1, -0.2), 0.2) * 1000 / 10_000),
+            hint="e = clip(KL/target − 1, −0.2, 0.2); β ← β·(1 + e·n/horizon).",
+            slips=(
+                ("The error is clipped to ±0.2 before it is used.", lambda: 0.1 * (1 + 0.5 * 0.1)),
+                ("KL above the target must raise β, not lower it.", lambda: 0.1 * (1 - 0.2 * 0.1)),
+            ),
+        ),
+        Exercise(
+            key="06.1",
+            question="π* at β = 0.5 has E*[r] = 1.2 and log Z = 1.5: its KL from the reference.",
+            answer=lambda: 1.2 / 0.5 - 1.5,
+            hint="KL(π* ‖ π_ref) = E*[r]/β − log Z.",
+            slips=(
+                ("Divide E*[r] by β.", lambda: 1.2 - 1.5),
+                ("That multiplies by β; the identity divides.", lambda: 1.2 * 0.5 - 1.5),
+            ),
+        ),
+        Exercise(
+            key="06.2",
+            question=(
+                "Self-normalised weights (0.5, 0.25, 0.25) on three samples: the effective sample size."
+            ),
+            answer=lambda: 1 / (0.5**2 + 0.25**2 + 0.25**2),
+            hint="ESS = 1/Σ w_i² for weights that sum to 1.",
+            slips=(
+                ("That is the number of samples, not the effective number.", lambda: 3.0),
+                ("Square the weights before summing: ESS = 1/Σ w_i².", lambda: 1 / (0.5 + 0.25 + 0.25)),
+            ),
+        ),
+        Exercise(
+            key="06.3",
+            question=(
+                "Gao et al.'s RL fit, gold ≈ d·(α − β_fit·ln d) with d = √KL: α = 1, β_fit = 0.5, "
+                "KL = 4 nats. The predicted gold reward."
+            ),
+            answer=lambda: 2.0 * (1.0 - 0.5 * math.log(2.0)),
+            hint="d = √4 = 2; natural log.",
+            slips=(
+                ("d is √KL = 2, not the KL itself.", lambda: 4.0 * (1.0 - 0.5 * math.log(4.0))),
+                ("That is the best-of-n form d·(α − β·d); RL uses ln d.", lambda: 2.0 * (1.0 - 0.5 * 2.0)),
             ),
         ),
     ]

@@ -106,3 +106,47 @@ def test_same_seed_same_results(smoke_world, tmp_path):
 
     assert strip(a) == strip(b)
     assert a["summary"] == b["summary"] and a["final_samples"] == b["final_samples"]
+
+
+def test_sweep_spreads_runs_over_processes(smoke_root, tmp_path):
+    out = tmp_path / "sweep"
+    # --multi_gpu selects accelerate's torch.distributed launcher; without GPUs the runs go to CPU processes
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "klcourse",
+        "sweep",
+        "--preset",
+        "smoke",
+        "--betas",
+        "0",
+        "10",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    env = {**os.environ, "KLCOURSE_CACHE": str(smoke_root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = collect(out)
+    assert set(runs) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
+    # each process reported only its own share: 2 runs for one, 1 for the other
+    shares = sorted(
+        int(line.split()[0])
+        for line in proc.stdout.splitlines()
+        if line.endswith("s") and " runs in " in line
+    )
+    assert shares == [1, 2], proc.stdout
