@@ -1,5 +1,9 @@
 """Shared fixtures: one smoke-preset world per test session, built into a temporary cache."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -18,3 +22,45 @@ def smoke_root(tmp_path_factory):
 def smoke_world(smoke_root):
     """The smoke-preset world, loaded fresh for each test (so tests cannot leak state)."""
     return load_world("smoke", torch.device("cpu"), progress=False, root=smoke_root, log=lambda m: None)
+
+
+# --multi_gpu selects accelerate's torch.distributed launcher; on a machine without GPUs the
+# processes' Accelerator/PartialState(cpu=True) then join over the CPU with the gloo backend.
+LAUNCH_TWO = [
+    sys.executable,
+    "-m",
+    "accelerate.commands.launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
+
+
+def sweep_args(out, *betas: str) -> list[str]:
+    """``-m klcourse sweep`` on the smoke preset for ``betas`` (seed 0) into ``out``."""
+    return [
+        "-m",
+        "klcourse",
+        "sweep",
+        "--preset",
+        "smoke",
+        "--betas",
+        *betas,
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+
+
+def launch_two(args: list[str], cache) -> subprocess.CompletedProcess:
+    """Run ``args`` (a script, or ``-m module``, and its arguments) in two ``accelerate launch`` processes."""
+    env = {**os.environ, "KLCOURSE_CACHE": str(cache), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*LAUNCH_TWO, *args], capture_output=True, text=True, timeout=600, env=env)

@@ -1,11 +1,9 @@
 """End-to-end PPO on the smoke preset: the KL leash works, and data parallelism keeps replicas equal."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import launch_two
 
 from klcourse.config import get_preset
 from klcourse.ppo import config_for, train
@@ -57,27 +55,7 @@ def test_adaptive_beta_moves_toward_target(smoke_world):
 
 def test_two_process_data_parallel_replicas_stay_identical(smoke_root, tmp_path):
     worker = Path(__file__).with_name("ddp_worker.py")
-    # --multi_gpu selects accelerate's torch.distributed launcher; on a machine without GPUs the
-    # worker's Accelerator(cpu=True) then runs the processes on the CPU with the gloo backend.
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(worker),
-        str(smoke_root),
-        str(tmp_path),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    proc = launch_two([str(worker), str(smoke_root), str(tmp_path)], smoke_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     reports = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert reports[0][0] == reports[1][0], "replicas diverged"

@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from conftest import launch_two, sweep_args
 
 from klcourse.sweep import RunSpec, collect, grid, load_result, run_sweep
 
@@ -32,22 +33,7 @@ def test_grid_and_names():
 
 def test_killed_sweep_keeps_finished_runs_and_redoes_the_rest(smoke_root, smoke_world, tmp_path):
     out = tmp_path / "sweep"
-    cmd = [
-        sys.executable,
-        "-m",
-        "klcourse",
-        "sweep",
-        "--preset",
-        "smoke",
-        "--betas",
-        "0",
-        "10",
-        "--seeds",
-        "0",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
+    cmd = [sys.executable, *sweep_args(out, "0", "10")]
     proc = subprocess.Popen(
         cmd,
         env={**os.environ, "KLCOURSE_CACHE": str(smoke_root)},
@@ -110,36 +96,7 @@ def test_same_seed_same_results(smoke_world, tmp_path):
 
 def test_sweep_spreads_runs_over_processes(smoke_root, tmp_path):
     out = tmp_path / "sweep"
-    # --multi_gpu selects accelerate's torch.distributed launcher; without GPUs the runs go to CPU processes
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "klcourse",
-        "sweep",
-        "--preset",
-        "smoke",
-        "--betas",
-        "0",
-        "10",
-        "--seeds",
-        "0",
-        "--out",
-        str(out),
-        "--quiet",
-    ]
-    env = {**os.environ, "KLCOURSE_CACHE": str(smoke_root), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    proc = launch_two(sweep_args(out, "0", "10"), smoke_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = collect(out)
     assert set(runs) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
