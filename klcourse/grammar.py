@@ -18,6 +18,8 @@ Prompts are review prefixes ``"the <subject>"``; a response continues the prompt
 
 from __future__ import annotations
 
+import bisect
+import functools
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -81,25 +83,34 @@ class Grammar:
 
     # ------------------------------------------------------------------ sampling
 
+    @functools.cached_property
+    def _cumulative(self) -> dict[str, tuple[tuple[str, ...], list[float]]]:
+        """Each table's choices and cumulative probabilities, for inverse-CDF sampling."""
+        names = ("subjects", "intensifiers", "adjectives", "conjunctions")
+        return {
+            n: (tuple(getattr(self, n)), list(itertools.accumulate(getattr(self, n).values()))) for n in names
+        }
+
+    def _pick(self, name: str, rng: np.random.Generator) -> str:
+        """One choice from table ``name``: the first whose cumulative probability exceeds a uniform draw."""
+        keys, cumulative = self._cumulative[name]
+        return keys[min(bisect.bisect_right(cumulative, rng.random() * cumulative[-1]), len(keys) - 1)]
+
     def sample(self, rng: np.random.Generator, subject: str | None = None) -> list[str]:
         """Draw one review as a list of words; ``subject`` fixes the first clause's subject."""
 
-        def pick(table: dict[str, float]) -> str:
-            keys = list(table)
-            return keys[rng.choice(len(keys), p=np.fromiter(table.values(), float))]
-
         def clause(subj: str | None) -> list[str]:
-            words = ["the", subj or pick(self.subjects), "was"]
+            words = ["the", subj or self._pick("subjects", rng), "was"]
             if rng.random() < self.p_negation:
                 words.append("not")
-            intens = pick(self.intensifiers)
+            intens = self._pick("intensifiers", rng)
             if intens:
                 words.append(intens)
-            return [*words, pick(self.adjectives)]
+            return [*words, self._pick("adjectives", rng)]
 
         words = clause(subject)
         if rng.random() < self.p_two_clauses:
-            words += [pick(self.conjunctions), *clause(None)]
+            words += [self._pick("conjunctions", rng), *clause(None)]
         return [*words, END]
 
     def sample_texts(self, n: int, seed: int) -> list[str]:

@@ -52,6 +52,19 @@ def test_conditional_log_prob_given_subject():
     assert TINY.log_prob(text, given_subject=True) == pytest.approx(TINY.log_prob(text) - math.log(0.3))
 
 
+def test_sample_frequencies_match_exact_probabilities():
+    rng = np.random.default_rng(5)
+    n = 40_000
+    counts = {}
+    for _ in range(n):
+        text = " ".join(TINY.sample(rng))
+        counts[text] = counts.get(text, 0) + 1
+    for text, p in TINY.enumerate():
+        if p > 0.01:  # every sentence common enough to measure: within 5 standard errors
+            assert abs(counts.get(text, 0) / n - p) < 5 * math.sqrt(p * (1 - p) / n), text
+    assert set(counts) <= {t for t, _ in TINY.enumerate()}
+
+
 def test_parser_accepts_every_sample():
     rng = np.random.default_rng(0)
     for _ in range(2000):
