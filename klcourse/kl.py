@@ -105,6 +105,14 @@ def _check_distribution(p: torch.Tensor, name: str, dim: int) -> None:
         )
 
 
+def _check_probabilities(t: torch.Tensor, name: str) -> None:
+    """Single probabilities (not distributions): each in [0, 1], none NaN."""
+    if torch.isnan(t).any():
+        raise ValueError(f"{name} contains NaN")
+    if ((t < 0) | (t > 1)).any():
+        raise ValueError(f"{name} must be a probability in [0, 1]")
+
+
 def _check_logprobs(lp: torch.Tensor, name: str) -> None:
     if torch.isnan(lp).any():
         raise ValueError(f"{name} contains NaN")
@@ -178,11 +186,8 @@ def bernoulli_kl(a, b, *, unit: Unit = "nats"):
     bt, b_torch = _to_tensor(b, "b")
     if at.shape != bt.shape:
         raise ValueError(f"shape mismatch: a and b have shapes {tuple(at.shape)} and {tuple(bt.shape)}")
-    for t, name in ((at, "a"), (bt, "b")):
-        if torch.isnan(t).any():
-            raise ValueError(f"{name} contains NaN")
-        if ((t < 0) | (t > 1)).any():
-            raise ValueError(f"{name} must be a probability in [0, 1]")
+    _check_probabilities(at, "a")
+    _check_probabilities(bt, "b")
     p = torch.stack([at, 1 - at], dim=-1)
     q = torch.stack([bt, 1 - bt], dim=-1)
     return _out(_kl_rows(p, q, -1) * _scale(unit), a_torch or b_torch)
@@ -199,11 +204,8 @@ def single_sample_kl(p_x, q_x, *, unit: Unit = "nats"):
     pt, p_torch = _to_tensor(p_x, "p_x")
     qt, q_torch = _to_tensor(q_x, "q_x")
     _check_same_shape(pt, qt, "p_x and q_x")
-    for t, name in ((pt, "p_x"), (qt, "q_x")):
-        if torch.isnan(t).any():
-            raise ValueError(f"{name} contains NaN")
-        if ((t < 0) | (t > 1)).any():
-            raise ValueError(f"{name} must be a probability in [0, 1]")
+    _check_probabilities(pt, "p_x")
+    _check_probabilities(qt, "q_x")
     if (pt == 0).any():
         raise ValueError("p_x has a zero: an item sampled from P cannot have P(x) = 0")
     est = k1(torch.log(pt), torch.log(qt.to(pt.dtype)))

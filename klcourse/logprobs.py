@@ -34,13 +34,19 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
     return picked - torch.logsumexp(scaled, dim=-1)
 
 
+def response_positions(x: torch.Tensor, rollout: Rollout) -> torch.Tensor:
+    """The positions of ``x`` (``[B, P + R, …]``, one entry per input token) that predict the
+    response tokens: shifted by one, since position ``t`` of the input predicts token ``t + 1``."""
+    p = rollout.prompt_ids.shape[1]
+    return x[:, p - 1 : -1]
+
+
 def response_logits(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
-    """Logits that predict each response token, ``[B, R, V]``: one forward pass over prompt +
-    response, shifted by one (position ``t`` of the input predicts token ``t + 1``)."""
+    """Logits that predict each response token, ``[B, R, V]``, from one forward pass over
+    prompt + response (:func:`response_positions`)."""
     device = next(model.parameters()).device
     out = model(input_ids=rollout.input_ids.to(device), attention_mask=rollout.attention_mask.to(device))
-    p = rollout.prompt_ids.shape[1]
-    return out.logits[:, p - 1 : -1]
+    return response_positions(out.logits, rollout)
 
 
 def response_logprobs(

@@ -44,9 +44,8 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from klcourse.config import Preset
-from klcourse.gold import gold_reward
-from klcourse.logprobs import gather_logprobs, per_token_kl
-from klcourse.sampling import Rollout, sample
+from klcourse.logprobs import gather_logprobs, per_token_kl, response_positions
+from klcourse.sampling import Rollout, sample, well_formed_rate
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 
 # ----------------------------------------------------------------------------- configuration
@@ -234,17 +233,6 @@ class PolicyAndValue(nn.Module):
         return logits, self.value_head(hidden).squeeze(-1)
 
 
-def _response_slice(x: torch.Tensor, rollout: Rollout) -> torch.Tensor:
-    """Positions of ``x`` (``[B, P+R, …]``) that predict the response tokens: shifted by one."""
-    p = rollout.prompt_ids.shape[1]
-    return x[:, p - 1 : -1]
-
-
-def _values_at_response(values: torch.Tensor, rollout: Rollout) -> torch.Tensor:
-    """The value of the state *before* each response token (same shift as the logits)."""
-    return _response_slice(values, rollout)
-
-
 @torch.no_grad()
 def score_rollout(reward_model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     """Reward-model score of each prompt + response, read at its last real token (the ``<eos>``)."""
@@ -353,14 +341,14 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
         with torch.no_grad():
             logits, values = unwrapped(ids, attn)
             old_logprobs = (
-                gather_logprobs(_response_slice(logits, rollout), tokens, config.temperature) * mask
+                gather_logprobs(response_positions(logits, rollout), tokens, config.temperature) * mask
             )
-            old_values = _values_at_response(values, rollout) * mask
+            old_values = response_positions(values, rollout) * mask
             laps.lap("policy")
             # the reference scores the policy's own tokens, at the sampling temperature [H24]
             ref_logits = reference(input_ids=ids, attention_mask=attn).logits
             ref_logprobs = (
-                gather_logprobs(_response_slice(ref_logits, rollout), tokens, config.temperature) * mask
+                gather_logprobs(response_positions(ref_logits, rollout), tokens, config.temperature) * mask
             )
             laps.lap("reference")
             scores = world.normalise_scores(score_rollout(reward_model, rollout))
@@ -385,14 +373,14 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
             order = torch.randperm(config.batch_size)
             for mb in order.split(config.mini_batch_size):
                 new_logits, new_values = model(ids[mb], attn[mb])
-                resp_logits = _response_slice(new_logits, rollout)
+                resp_logits = response_positions(new_logits, rollout)
                 new_logprobs = gather_logprobs(resp_logits, tokens[mb], config.temperature)
                 m = mask[mb]
                 pg, clip_fraction = policy_loss(
                     new_logprobs, old_logprobs[mb], advantages[mb], m, config.clip_range
                 )
                 vf = value_loss(
-                    _values_at_response(new_values, rollout),
+                    response_positions(new_values, rollout),
                     old_values[mb],
                     returns[mb],
                     m,
@@ -417,10 +405,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
 
         # 5. Metrics and β ------------------------------------------------------------------------
         texts = rollout.texts()
-        gold = torch.tensor([gold_reward(t, world.grammar) for t in texts])
-        well_formed = [
-            e and world.grammar.is_well_formed(t) for e, t in zip(rollout.ended.tolist(), texts, strict=True)
-        ]
+        gold = world.gold(texts)
         seq_k1 = per_token_kl(old_logprobs, ref_logprobs, mask, "k1").sum(1)
         seq_k3 = per_token_kl(old_logprobs, ref_logprobs, mask, "k3").sum(1)
         row = {
@@ -428,7 +413,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
             "episodes": (step + 1) * config.batch_size * n_proc,
             "proxy_score": scores.mean().item(),
             "gold_reward": gold.mean().item(),
-            "well_formed": sum(well_formed) / len(well_formed),
+            "well_formed": well_formed_rate(rollout, world.grammar),
             "kl_k1": seq_k1.mean().item(),
             "kl_k3": seq_k3.mean().item(),
             "non_score_reward": -(beta * kl.sum(1)).mean().item(),
@@ -455,26 +440,6 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     )
 
 
-def sequence_kl(policy: PreTrainedModel, reference: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
-    """Per-response k1 estimate ``Σ_t log π(y_t) − log π_ref(y_t)`` at the rollout's temperature."""
-    device = next(policy.parameters()).device
-    ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
-    tokens = rollout.response_ids.to(device)
-    mask = rollout.response_mask.to(device).float()
-    with torch.no_grad():
-        lp = gather_logprobs(
-            _response_slice(policy(input_ids=ids, attention_mask=attn).logits, rollout),
-            tokens,
-            rollout.temperature,
-        )
-        lq = gather_logprobs(
-            _response_slice(reference(input_ids=ids, attention_mask=attn).logits, rollout),
-            tokens,
-            rollout.temperature,
-        )
-    return per_token_kl(lp * mask, lq * mask, mask).sum(1)
-
-
 __all__ = [
     "AdaptiveKLController",
     "PPOConfig",
@@ -486,7 +451,6 @@ __all__ = [
     "masked_mean",
     "policy_loss",
     "score_rollout",
-    "sequence_kl",
     "shaped_rewards",
     "train",
     "value_loss",
