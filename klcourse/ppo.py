@@ -244,6 +244,20 @@ def score_rollout(reward_model: PreTrainedModel, rollout: Rollout) -> torch.Tens
     )
 
 
+def disable_dropout(model: nn.Module) -> nn.Module:
+    """Set every dropout probability in ``model`` to 0 and return it.
+
+    PPO's ratio ``π_new/π_old`` compares the policy with itself before the update; with dropout on,
+    two forward passes of the *same* weights disagree, so the first minibatch already sees a ratio
+    ≠ 1, clips, and reports a KL to the old policy that no update caused. lm-human-preferences and
+    TRL's PPOTrainer switch dropout off in every model PPO trains or scores with.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model
+
+
 def _entropy(logits: torch.Tensor) -> torch.Tensor:
     logp = logits.log_softmax(-1)
     return -(logp.exp() * logp).sum(-1)
@@ -302,9 +316,12 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     device = accelerator.device if data_parallel else world.device
     torch.manual_seed(config.seed + rank)  # each process samples its own responses
     tok = world.tokenizer
-    reference = world.reference.to(device)  # frozen: never trained, never generates
-    reward_model = world.reward_model.to(device)
-    model = PolicyAndValue(copy.deepcopy(world.reference).train(), reward_model).to(device)
+    reference = disable_dropout(world.reference.to(device))  # frozen: never trained, never generates
+    reward_model = disable_dropout(world.reward_model.to(device))
+    # Dropout off in the policy and value model too [Z19, H24]: with no dropout (and no other layer
+    # that differs between modes) train and eval mode compute the same function, so one mode
+    # serves the rollout and the update, and the first minibatch sees a ratio of exactly 1.
+    model = disable_dropout(PolicyAndValue(copy.deepcopy(world.reference), reward_model).to(device)).eval()
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=1e-5)
     if data_parallel:
@@ -324,7 +341,6 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     for step in bar:
         # 1. Rollout ------------------------------------------------------------------------------
         laps = Laps()
-        unwrapped.eval()
         seed = config.seed * 1_000_003 + step * 7919 + rank
         prompts = world.prompts(config.batch_size, seed=seed)
         rollout = sample(
@@ -367,7 +383,6 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
                 advantages = whiten(advantages, mask)
 
         # 4. PPO epochs over minibatches ------------------------------------------------------------
-        unwrapped.train()
         stats = {"clip_fraction": [], "approx_kl": [], "value_loss": [], "policy_loss": [], "entropy": []}
         for _ in range(config.ppo_epochs):
             order = torch.randperm(config.batch_size)
@@ -434,7 +449,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
         bar.set_postfix(
             proxy=f"{row['proxy_score']:.2f}", gold=f"{row['gold_reward']:.2f}", kl=f"{row['kl_k1']:.2f}"
         )
-    policy = accelerator.unwrap_model(model).policy.eval()
+    policy = accelerator.unwrap_model(model).policy
     return PPOResult(
         policy=policy, metrics=pd.DataFrame(rows), config=config, seconds=time.perf_counter() - start
     )
@@ -447,6 +462,7 @@ __all__ = [
     "PolicyAndValue",
     "adjusted_reward",
     "config_for",
+    "disable_dropout",
     "gae",
     "masked_mean",
     "policy_loss",

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import launch_two
 
 from klcourse.config import get_preset
-from klcourse.ppo import config_for, train
+from klcourse.ppo import config_for, disable_dropout, train
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +63,28 @@ def test_two_process_data_parallel_replicas_stay_identical(smoke_root, tmp_path)
     assert all(r[1] == "2" and r[2] == "1" for r in reports), reports  # 2 processes, weights changed
     smoke = get_preset("smoke")
     assert int(reports[0][3]) == 2 * smoke.ppo_batch_size * 2  # episodes count both processes
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3"])
+def test_first_minibatch_is_on_policy(smoke_world, estimator):
+    """One step, one epoch, one minibatch of the whole batch: the update's first forward pass
+    computes the same function as the rollout's, so the ratio is exactly 1 — no clipping and no
+    KL to the old policy. With dropout on, both were already positive before any update."""
+    preset = get_preset("smoke")
+    config = config_for(
+        preset,
+        steps=1,
+        ppo_epochs=1,
+        mini_batch_size=preset.ppo_batch_size,
+        kl_estimator=estimator,
+        seed=3,
+    )
+    row = train(smoke_world, config, progress=False).metrics.iloc[0]
+    assert row["approx_kl"] == 0.0 and row["clip_fraction"] == 0.0, (row["approx_kl"], row["clip_fraction"])
+
+
+def test_dropout_is_off_in_every_model_ppo_uses(smoke_world):
+    train(smoke_world, config_for(get_preset("smoke"), steps=1), progress=False)
+    for model in (smoke_world.reference, smoke_world.reward_model):
+        assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    assert disable_dropout(torch.nn.Sequential(torch.nn.Dropout(0.3)))[0].p == 0.0
