@@ -3,12 +3,14 @@ model (``RewardTrainer``).
 
 Both are small GPT-2-architecture ``transformers`` models. The reward model learns Bradley–Terry
 preferences, ``P(chosen ≻ rejected) = σ(r(chosen) − r(rejected))``, from pairs of **well-formed**
-reviews ranked by the gold reward, so it never sees malformed text: how it scores malformed text is
-whatever it happens to extrapolate, and that is the door reward hacking walks through.
+reviews ranked by the simulated annotator of :mod:`klcourse.annotator`. Two doors to reward hacking
+follow: it never sees malformed text, so how it scores malformed text is whatever it happens to
+extrapolate; and it learns the annotator's biases, which the gold reward does not share.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 
 import numpy as np
@@ -23,8 +25,8 @@ from transformers import (
 )
 from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
+from klcourse.annotator import ANNOTATOR_NOISE, annotator_rating
 from klcourse.config import WorldConfig
-from klcourse.gold import gold_reward
 from klcourse.grammar import Grammar
 
 
@@ -112,10 +114,16 @@ def train_sft(
     return model.eval()
 
 
-def preference_pairs(grammar: Grammar, n: int, seed: int) -> tuple[list[str], list[str]]:
-    """``n`` pairs of well-formed reviews with the same subject, the higher gold reward first.
+def preference_pairs(
+    grammar: Grammar, n: int, seed: int, noise: float | None = ANNOTATOR_NOISE
+) -> tuple[list[str], list[str]]:
+    """``n`` pairs ``(chosen, rejected)`` of well-formed reviews with the same subject, labelled by
+    the simulated annotator of :mod:`klcourse.annotator`.
 
-    Pairs whose gold rewards tie are skipped: they carry no preference.
+    With ``noise = τ`` the annotator prefers ``a`` to ``b`` with the Bradley–Terry probability
+    ``σ((u(a) − u(b))/τ)`` of its ratings ``u``, so close calls are sometimes labelled either way,
+    as real annotators do; ``noise=None`` labels every pair by the higher rating (for measuring
+    how well a reward model ranks). Pairs whose ratings tie are skipped: they carry no preference.
     """
     rng = np.random.default_rng(seed)
     subjects = list(grammar.subjects)
@@ -125,10 +133,11 @@ def preference_pairs(grammar: Grammar, n: int, seed: int) -> tuple[list[str], li
     while len(chosen) < n:
         subject = subjects[rng.choice(len(subjects), p=weights)]
         a, b = grammar.sample(rng, subject), grammar.sample(rng, subject)
-        ga, gb = gold_reward(a, grammar), gold_reward(b, grammar)
-        if abs(ga - gb) < 1e-9:
+        gap = annotator_rating(a, grammar) - annotator_rating(b, grammar)
+        if abs(gap) < 1e-9:
             continue
-        if ga < gb:
+        prefers_a = gap > 0 if noise is None else rng.random() < 1.0 / (1.0 + math.exp(-gap / noise))
+        if not prefers_a:
             a, b = b, a
         chosen.append(" ".join(a))
         rejected.append(" ".join(b))

@@ -6,8 +6,8 @@ every model):
 * ``tokenizer`` — word-level, from :mod:`klcourse.tokenizer`;
 * ``sft`` — the SFT model: a small GPT-2 trained on grammar samples with TRL's ``SFTTrainer``;
   it is the frozen reference of every later notebook and the initial policy;
-* ``reward`` — the proxy reward model, trained with TRL's ``RewardTrainer`` on gold-ranked pairs
-  of well-formed reviews;
+* ``reward`` — the proxy reward model, trained with TRL's ``RewardTrainer`` on pairs of
+  well-formed reviews ranked by the biased annotator of :mod:`klcourse.annotator`;
 * ``drifted`` — the SFT model fine-tuned on positive reviews only: a policy that has drifted from
   the reference, for notebook 03's per-token KL before PPO exists.
 
@@ -28,7 +28,7 @@ import torch
 import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from klcourse import artifacts, gold, training
+from klcourse import annotator, artifacts, gold, training
 from klcourse.config import Preset, get_preset, pick_device
 from klcourse.grammar import REVIEWS, Grammar
 from klcourse.loading import load_causal_lm, load_reward_model, load_tokenizer
@@ -36,7 +36,7 @@ from klcourse.sampling import review_prompts, sample, well_formed_rate
 from klcourse.tokenizer import build_tokenizer
 
 #: Bump when the build code changes what it produces: every cached artifact is then rebuilt.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 BUILD_INFO = "build_info.json"
 #: Longest response the world's models generate: two clauses and a full stop fit in 14 words.
 MAX_RESPONSE_TOKENS = 16
@@ -94,6 +94,7 @@ def _configs(preset: Preset, grammar: Grammar) -> dict[str, dict]:
             "normalised_on": sft,
             "shape": shape,
             "gold": [gold.ADJECTIVE_VALUES, gold.INTENSIFIER_MULTIPLIERS, gold.MALFORMED_PENALTY],
+            "annotator": {"verbosity_bonus": annotator.VERBOSITY_BONUS, "noise": annotator.ANNOTATOR_NOISE},
             **{k: v for k, v in w.items() if k.startswith("rm_")},
         },
         "drifted": {**sft, "kind": "drifted", "drift_samples": w["drift_samples"]},
@@ -169,7 +170,7 @@ def build(
             progress=progress,
         )
         seconds = time.perf_counter() - t0
-        held_c, held_r = training.preference_pairs(grammar, 2000, seed=cfg.seed + 1000)
+        held_c, held_r = training.preference_pairs(grammar, 2000, seed=cfg.seed + 1000, noise=None)
         acc = training.pairwise_accuracy(model, tok, held_c, held_r)
         # Z19 normalises the reward model to mean 0, std 1 on the reference's own samples, so that
         # β has the same meaning whatever scale the reward model's head happened to learn.
@@ -177,7 +178,7 @@ def build(
         prompts = review_prompts(grammar, NORMALISATION_SAMPLES, np.random.default_rng(cfg.seed + 3))
         ref_samples = sample(load_causal_lm(paths["sft"]), tok, prompts, max_new_tokens=MAX_RESPONSE_TOKENS)
         raw = training.score_texts(model, tok, ref_samples.texts())
-        log(f"reward: trained in {seconds:.1f} s; held-out pairwise accuracy {acc:.1%} (2,000 pairs)")
+        log(f"reward: trained in {seconds:.1f} s; ranks {acc:.1%} of 2,000 held-out pairs like the annotator")
         info = {
             "train_seconds": seconds,
             "heldout_accuracy": acc,
