@@ -9,13 +9,21 @@ and two identities follow by substituting it into the objective:
 
     KL(π* ‖ π_ref) = E_{π*}[r]/β − log Z,        E_{π*}[r] − β·KL(π* ‖ π_ref) = β·log Z.
 
-Sweeping β traces the best achievable reward at each KL: the frontier that PPO runs are compared
-with. With only samples from ``π_ref`` it is estimated by self-normalised importance sampling:
-weights ``w_i ∝ exp(r_i/β)``; the estimate is trustworthy while the effective sample size
-``ESS = 1/Σ w_i²`` stays large — for small β a handful of samples carry all the weight.
+With prompts ``x`` the policy is a conditional ``π*(y|x) = π_ref(y|x)·exp(r(x,y)/β)/Z(x)``: each
+prompt has its own partition function ``Z(x)``, and the prompts keep their own distribution.
 
-Best-of-n (draw n responses from ``π_ref``, keep the highest-reward one) is the simplest baseline:
-its KL from the reference is at most ``log n − (n − 1)/n`` (Beirami et al. 2024).
+Sweeping β traces the best achievable reward at each KL: the frontier that PPO runs are compared
+with. With only samples from ``π_ref`` it is estimated by self-normalised importance sampling,
+**within each prompt**: weights ``w_i ∝ exp(r_i/β)`` normalised over that prompt's samples. Pooling
+the weights across prompts would also reweight the prompts (towards those with higher rewards),
+which no policy can do. The estimate is trustworthy while every prompt's effective sample size
+``ESS = 1/Σ w_i²`` stays a sizeable share of its samples — for small β a handful of samples carry
+all the weight.
+
+Best-of-n (draw n responses from ``π_ref``, keep the highest-reward one) is the simplest baseline.
+Its KL from the reference is at most ``log n − (n − 1)/n`` (Beirami et al. 2024), with equality
+only when no two responses tie; a language model repeats its likeliest responses, so the real KL
+is lower, and :func:`best_of_n` computes it exactly for the empirical distribution.
 """
 
 from __future__ import annotations
@@ -54,40 +62,86 @@ def log_partition(ref_probs: np.ndarray, rewards: np.ndarray, beta: float) -> fl
 
 @dataclass(frozen=True)
 class FrontierPoint:
-    """One β on a frontier: expected reward (and optionally a second value, e.g. gold), KL, ESS."""
+    """One point on a frontier: expected reward, KL, a second expected value (e.g. gold), the
+    effective sample size summed over prompts and the smallest per-prompt ESS share (1 for best-of-n)."""
 
     beta: float
     reward: float
     kl: float
     value: float
     ess: float
+    min_ess_fraction: float
+
+
+def _check_samples(rewards, values, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rewards = np.asarray(rewards, float)
+    values = rewards if values is None else np.asarray(values, float)
+    groups = np.zeros(rewards.shape, int) if groups is None else np.asarray(groups)
+    if (
+        rewards.ndim != 1
+        or rewards.size == 0
+        or values.shape != rewards.shape
+        or groups.shape != rewards.shape
+    ):
+        raise ValueError("rewards, values and groups must be non-empty 1-D arrays of the same length")
+    if not (np.isfinite(rewards).all() and np.isfinite(values).all()):
+        raise ValueError("rewards and values must be finite")
+    return rewards, values, groups
+
+
+def snis_weights(rewards: np.ndarray, beta: float, groups: np.ndarray | None = None) -> np.ndarray:
+    """π*'s weight on each of N reference samples, by self-normalised importance sampling per prompt.
+
+    Within prompt ``x``: ``w_i = exp(r_i/β) / Σ_{j∈x} exp(r_j/β)``; each prompt's weights are then
+    scaled by its share of the samples, so the prompt distribution is kept and the weights sum to 1.
+    ``groups`` (default: one group) names the prompt of each sample.
+    """
+    _check_beta(beta)
+    rewards, _, groups = _check_samples(rewards, None, groups)
+    weights = np.empty_like(rewards)
+    for g in np.unique(groups):
+        here = groups == g
+        a = rewards[here] / beta
+        w = np.exp(a - a.max())
+        weights[here] = w / w.sum() * (here.sum() / rewards.size)
+    return weights
 
 
 def snis_frontier(
-    rewards: np.ndarray, betas: list[float], values: np.ndarray | None = None
+    rewards: np.ndarray,
+    betas: list[float],
+    values: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> list[FrontierPoint]:
     """π*'s frontier estimated from samples of ``π_ref`` by self-normalised importance sampling.
 
     ``rewards`` are the rewards of N reference samples; ``values`` (default: the rewards) another
-    quantity to average under π*, e.g. the gold reward when π* is defined by the proxy. For each β:
-    ``w_i = exp(r_i/β) / Σ_j exp(r_j/β)``, ``E*[r] ≈ Σ w_i r_i``, ``log Z ≈ log mean exp(r/β)``,
-    ``KL ≈ E*[r]/β − log Z``, ``ESS = 1/Σ w_i²``.
+    quantity to average under π*, e.g. the gold reward when π* is defined by the proxy; ``groups``
+    (default: one group) the prompt of each sample. For each β, with the weights ``W_i`` of
+    :func:`snis_weights` and the prompts' shares ``s(x)``: ``E*[r] ≈ Σ W_i r_i``,
+    ``log Z(x) ≈ log mean_{i∈x} exp(r_i/β)``, ``KL ≈ E*[r]/β − Σ_x s(x)·log Z(x)``, and each prompt's
+    ``ESS(x) = 1/Σ_{i∈x} (W_i/s(x))²``.
     """
-    rewards = np.asarray(rewards, float)
-    values = rewards if values is None else np.asarray(values, float)
-    if rewards.ndim != 1 or rewards.size == 0 or values.shape != rewards.shape:
-        raise ValueError("rewards and values must be non-empty 1-D arrays of the same length")
+    rewards, values, groups = _check_samples(rewards, values, groups)
+    keys = np.unique(groups)
     out = []
     for beta in betas:
-        _check_beta(beta)
-        a = rewards / beta
-        m = a.max()
-        w = np.exp(a - m)
-        log_z = m + math.log(w.mean())
-        w /= w.sum()
-        reward = float((w * rewards).sum())
-        kl = max(reward / beta - log_z, 0.0)
-        out.append(FrontierPoint(beta, reward, kl, float((w * values).sum()), float(1.0 / (w**2).sum())))
+        weights = snis_weights(rewards, beta, groups)
+        reward = float((weights * rewards).sum())
+        mean_log_z = ess = 0.0
+        min_fraction = 1.0
+        for g in keys:
+            here = groups == g
+            share = here.sum() / rewards.size
+            a = rewards[here] / beta
+            mean_log_z += share * (a.max() + math.log(np.exp(a - a.max()).mean()))
+            ess_g = float(1.0 / ((weights[here] / share) ** 2).sum())
+            ess += ess_g
+            min_fraction = min(min_fraction, ess_g / here.sum())
+        kl = max(reward / beta - mean_log_z, 0.0)
+        out.append(
+            FrontierPoint(beta, reward, float(kl), float((weights * values).sum()), ess, float(min_fraction))
+        )
     return out
 
 
@@ -98,14 +152,33 @@ def best_of_n_kl(n: int) -> float:
     return math.log(n) - (n - 1) / n
 
 
-def best_of_n_expectation(rewards: np.ndarray, n: int, values: np.ndarray | None = None) -> float:
-    """Expected ``values`` of the highest-reward of n draws from the empirical distribution of
-    ``rewards`` (exact order statistics, no resampling noise):
-    ``Σ_i v_(i) · [(i/N)^n − ((i−1)/N)^n]`` with samples sorted by reward."""
-    rewards = np.asarray(rewards, float)
-    values = rewards if values is None else np.asarray(values, float)
-    order = np.argsort(rewards, kind="stable")
-    big_n = rewards.size
-    i = np.arange(1, big_n + 1)
-    p_max = (i / big_n) ** n - ((i - 1) / big_n) ** n
-    return float((p_max * values[order]).sum())
+def best_of_n(
+    rewards: np.ndarray, n: int, values: np.ndarray | None = None, groups: np.ndarray | None = None
+) -> FrontierPoint:
+    """Best-of-n of the empirical distribution of reference samples, per prompt, exactly.
+
+    Within a prompt of ``N`` samples, sort the distinct rewards; a reward value held by the
+    samples at sorted ranks ``a+1 … b`` (ties are one response, drawn with probability
+    ``q = (b − a)/N``) is the best of n draws with probability ``p = (b/N)^n − (a/N)^n``. Then
+    ``E[r] = Σ p·r``, ``E[value] = Σ p·mean(value of the tied samples)`` and
+    ``KL(best-of-n ‖ π_ref) = Σ p·log(p/q)`` — at most :func:`best_of_n_kl`, with equality when
+    nothing ties. Prompts are averaged with their share of the samples; ``beta`` is set to ``n``.
+    """
+    if n < 1:
+        raise ValueError("n must be ≥ 1")
+    rewards, values, groups = _check_samples(rewards, values, groups)
+    keys, inverse = np.unique(groups, return_inverse=True)
+    reward = kl = value = 0.0
+    for g in range(len(keys)):
+        r, v = rewards[inverse == g], values[inverse == g]
+        big_n = r.size
+        distinct, tie_of, counts = np.unique(r, return_inverse=True, return_counts=True)
+        upper = np.cumsum(counts) / big_n
+        p = upper**n - (upper - counts / big_n) ** n
+        q = counts / big_n
+        mean_value = np.bincount(tie_of, weights=v) / counts
+        share = big_n / rewards.size
+        reward += share * float((p * distinct).sum())
+        value += share * float((p * mean_value).sum())
+        kl += share * float((p * np.log(np.where(p > 0, p / q, 1.0))).sum())
+    return FrontierPoint(float(n), reward, kl, value, ess=float("nan"), min_ess_fraction=1.0)

@@ -189,14 +189,71 @@ def test_snis_ess_collapses_for_small_beta():
     assert big.ess > 9_000 and small.ess < 5
 
 
-def test_best_of_n():
+def test_best_of_n_bound_and_errors():
     assert optimal.best_of_n_kl(1) == 0.0
     assert optimal.best_of_n_kl(4) == pytest.approx(math.log(4) - 0.75)
-    r = np.array([0.0, 1.0])
-    # best of 2 from a fair coin over {0, 1}: 1 unless both are 0
-    assert optimal.best_of_n_expectation(r, 2) == pytest.approx(0.75)
-    assert optimal.best_of_n_expectation(r, 1) == pytest.approx(0.5)
     with pytest.raises(ValueError):
         optimal.best_of_n_kl(0)
+    with pytest.raises(ValueError):
+        optimal.best_of_n(np.zeros(3), 0)
+    with pytest.raises(ValueError, match="finite"):
+        optimal.best_of_n(np.array([0.0, np.nan]), 2)
     with pytest.raises(ValueError, match="beta must be positive"):
         optimal.optimal_policy(np.ones(2) / 2, np.zeros(2), 0.0)
+
+
+def test_best_of_n_with_ties_by_hand():
+    # two responses, each drawn half the time (two tied samples each): best of 2 is the better one
+    # unless both draws are the worse: p = (1/4, 3/4), q = (1/2, 1/2)
+    point = optimal.best_of_n(np.array([0.0, 0.0, 1.0, 1.0]), 2, values=np.array([5.0, 7.0, 1.0, 3.0]))
+    assert point.reward == pytest.approx(0.75)
+    assert point.value == pytest.approx(0.25 * 6.0 + 0.75 * 2.0)  # tied samples' values are averaged
+    assert point.kl == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5))
+    assert point.kl < optimal.best_of_n_kl(2)
+
+
+def test_best_of_n_without_ties_reaches_the_bound():
+    r = np.random.default_rng(4).normal(size=20_000)
+    for n in (2, 16, 128):
+        assert optimal.best_of_n(r, n).kl == pytest.approx(optimal.best_of_n_kl(n), abs=5e-3)
+
+
+def test_best_of_n_is_per_prompt():
+    # prompt "a" has rewards {0, 1}, prompt "b" {10, 11}: best of 2 picks within each prompt
+    r = np.array([0.0, 1.0, 10.0, 11.0])
+    g = np.array(["a", "a", "b", "b"])
+    assert optimal.best_of_n(r, 2, groups=g).reward == pytest.approx(0.5 * 0.75 + 0.5 * 10.75)
+
+
+def _two_prompt_world():
+    """Two prompts with their own reference distributions over 20 responses and their own rewards."""
+    rng = np.random.default_rng(5)
+    refs = [rng.dirichlet(np.ones(20)) for _ in range(2)]
+    rewards = [rng.normal(size=20), rng.normal(size=20) + 3.0]  # prompt 1 scores higher everywhere
+    return refs, rewards
+
+
+def test_snis_per_prompt_matches_the_exact_conditional_optimum():
+    refs, rewards = _two_prompt_world()
+    rng = np.random.default_rng(6)
+    samples, groups = [], []
+    for g, ref in enumerate(refs):
+        idx = rng.choice(20, size=100_000, p=ref)
+        samples.append(rewards[g][idx])
+        groups.append(np.full(idx.size, g))
+    r, g = np.concatenate(samples), np.concatenate(groups)
+    for beta in (0.5, 2.0):
+        exact_r = exact_kl = 0.0
+        for ref, rew in zip(refs, rewards):
+            pi = optimal.optimal_policy(ref, rew, beta)
+            exact_r += 0.5 * float((pi * rew).sum())
+            exact_kl += 0.5 * float((pi * np.log(pi / ref)).sum())
+        point = optimal.snis_frontier(r, [beta], groups=g)[0]
+        assert point.reward == pytest.approx(exact_r, abs=0.02)
+        assert point.kl == pytest.approx(exact_kl, abs=0.02)
+        assert 0 < point.min_ess_fraction <= 1
+        # pooling the weights over both prompts would move weight to the higher-scoring prompt
+        pooled = optimal.snis_frontier(r, [beta])[0]
+        assert pooled.reward > exact_r + 0.5
+        weights = optimal.snis_weights(r, beta, g)
+        assert weights.sum() == pytest.approx(1.0) and weights[g == 0].sum() == pytest.approx(0.5)
