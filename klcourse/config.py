@@ -3,14 +3,17 @@
 The device is the first of ``cuda → mps → cpu`` that is available. The preset follows the
 device (``gpu`` on CUDA, ``laptop`` otherwise) unless the ``KLCOURSE_PRESET`` environment variable
 names one of :data:`PRESETS`. Presets change sizes (samples, steps, model widths), never code paths.
+``KLCOURSE_SEED`` shifts the world's and the sweep's seeds (:func:`with_seed`).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
+
+from klcourse.seeding import course_seed
 
 PRESET_ENV = "KLCOURSE_PRESET"
 
@@ -120,13 +123,13 @@ PRESETS: dict[str, Preset] = {
             drift_samples=2_000,
         ),
         rollouts=512,
-        ppo_steps=40,
+        ppo_steps=100,
         ppo_batch_size=64,
         ppo_mini_batch_size=16,
-        ppo_epochs=4,
-        ppo_lr=3e-4,
+        ppo_epochs=2,
+        ppo_lr=1e-4,
         sweep_betas=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
-        sweep_seeds=(0,),
+        sweep_seeds=(0, 1, 2),
         sweep_adaptive=(1.0, 2.0, 250),
     ),
     "gpu": Preset(
@@ -151,7 +154,7 @@ PRESETS: dict[str, Preset] = {
         ppo_steps=60,
         ppo_batch_size=256,
         ppo_mini_batch_size=64,
-        ppo_epochs=4,
+        ppo_epochs=2,
         ppo_lr=1e-4,
         sweep_betas=(0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
         sweep_seeds=(0, 1, 2),
@@ -171,14 +174,30 @@ def pick_device() -> torch.device:
 
 
 def get_preset(name: str | None = None, device: torch.device | None = None) -> Preset:
-    """The preset named by ``name``, else by ``$KLCOURSE_PRESET``, else the device's default."""
+    """The preset named by ``name``, else by ``$KLCOURSE_PRESET``, else the device's default.
+
+    With ``$KLCOURSE_SEED = s`` the world's seed and the sweep's seeds are shifted by ``s``
+    (see :func:`with_seed`).
+    """
     name = name or os.environ.get(PRESET_ENV) or None
     if name is None:
         device = device or pick_device()
         name = "gpu" if device.type == "cuda" else "laptop"
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]
+    return with_seed(PRESETS[name], course_seed())
+
+
+def with_seed(preset: Preset, seed: int) -> Preset:
+    """``preset`` with its world seed and its sweep seeds shifted by ``seed``: the presets are
+    written for seed 0, and ``$KLCOURSE_SEED`` picks another."""
+    if seed == 0:
+        return preset
+    return replace(
+        preset,
+        world=replace(preset.world, seed=preset.world.seed + seed),
+        sweep_seeds=tuple(s + seed for s in preset.sweep_seeds),
+    )
 
 
 def describe(preset: Preset, device: torch.device) -> str:
