@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -68,7 +70,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:24s}{s_['proxy_score']:8.2f}{s_['gold_reward']:8.2f}{s_['well_formed']:13.0%}"
             f"{s_['kl_k1']:9.2f}{r['seconds']:9.1f}"
         )
-    print(f"{len(results)} runs in {out}; this process took {time.perf_counter() - t0:.1f} s")
+    seconds = time.perf_counter() - t0
+    print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
+    if state.is_main_process:
+        provenance = {
+            "command": " ".join(["python -m klcourse", *(argv if argv is not None else sys.argv[1:])]),
+            "preset": preset.name,
+            "runs": len(specs),
+            "wall_seconds": seconds,
+            **sweep.provenance(world),
+        }
+        sweep.write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
 
 
 def sweep_device() -> torch.device:

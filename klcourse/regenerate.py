@@ -23,8 +23,12 @@ def notebook_paths(root: Path) -> list[Path]:
     return sorted(root.glob("[0-9][0-9]_*.ipynb")) + sorted((root / "solutions").glob("*.ipynb"))
 
 
-def run_notebook(path: Path, timeout: int = 1800) -> float:
-    """Execute ``path`` in a fresh kernel with its folder as working directory; return seconds."""
+def run_notebook(path: Path, timeout: int = 1800, write: bool = True) -> float:
+    """Execute ``path`` in a fresh kernel with its folder as working directory; return seconds.
+
+    With ``write`` the outputs are stored back into ``path``. A failing cell raises nbclient's
+    ``CellExecutionError``, naming the cell and its error.
+    """
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
         nb,
@@ -35,7 +39,8 @@ def run_notebook(path: Path, timeout: int = 1800) -> float:
     t0 = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - t0
-    nbformat.write(nb, path)
+    if write:
+        nbformat.write(nb, path)
     return seconds
 
 

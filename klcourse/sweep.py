@@ -8,7 +8,8 @@ SHA-256 of its content.
   renamed over the final name, so a reader sees either nothing or a complete file. Killing the
   process at any moment loses at most the run in progress.
 * **Resumable**: a re-run skips every run whose file is complete, valid and made from the same
-  spec and preset; a missing, truncated or tampered file is redone.
+  spec, preset and world; a missing, truncated or tampered file is redone. Read-only folders of
+  committed results (``reuse``) are consulted first and never written to.
 * **Distributed**: under ``accelerate launch`` with several processes (or GPUs), process ``i``
   takes runs ``i, i + n, i + 2n, …``; each run trains on its own device, independently.
 """
@@ -24,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -81,13 +84,23 @@ def _seal(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _provenance(world: World) -> dict:
+def provenance(world: World) -> dict:
+    """Where a run ran: device, card (or CPU), library and Python versions."""
     import accelerate
     import transformers
     import trl
 
     device = world.device
-    card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    if device.type == "cuda":
+        card = torch.cuda.get_device_name(device)
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        models = [
+            line.split(":", 1)[1].strip()
+            for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+            if line.startswith("model name")
+        ]
+        card = f"{models[0] if models else platform.processor() or 'CPU'}, {os.cpu_count()} cores"
     return {
         "device": str(device),
         "card": card,
@@ -114,8 +127,16 @@ def write_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def load_result(path: Path, spec: RunSpec | None = None, preset: Preset | None = None) -> dict | None:
-    """The run stored at ``path``, or ``None`` if it is missing, corrupt, or from another spec/preset."""
+def world_key(world: World) -> dict[str, str]:
+    """The world's artifact folders by name: each folder name carries the hash of what built it."""
+    return {name: path.name for name, path in sorted(world.paths.items())}
+
+
+def load_result(
+    path: Path, spec: RunSpec | None = None, preset: Preset | None = None, world: World | None = None
+) -> dict | None:
+    """The run stored at ``path``, or ``None`` if it is missing, corrupt, or from another
+    spec, preset or world."""
     try:
         record = json.loads(path.read_text())
         payload, seal = record["payload"], record["sha256"]
@@ -126,6 +147,8 @@ def load_result(path: Path, spec: RunSpec | None = None, preset: Preset | None =
     if spec is not None and payload.get("spec") != _as_json(asdict(spec)):
         return None
     if preset is not None and payload.get("preset") != _as_json(asdict(preset)):
+        return None
+    if world is not None and payload.get("world") != world_key(world):
         return None
     return payload
 
@@ -146,24 +169,32 @@ def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> d
     payload = {
         "spec": asdict(spec),
         "preset": asdict(world.preset),
+        "world": world_key(world),
         "config": asdict(config),
         "summary": summary,
         "final_samples": metrics["samples"].iloc[-1].split(" | "),
         "metrics": json.loads(metrics.to_json(orient="records")),
         "seconds": time.perf_counter() - t0,
-        "provenance": _provenance(world),
+        "provenance": provenance(world),
     }
     write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
     return payload
 
 
 def run_sweep(
-    world: World, specs: list[RunSpec], out_dir: Path, progress: bool = True, log=print
+    world: World,
+    specs: list[RunSpec],
+    out_dir: Path,
+    progress: bool = True,
+    log=print,
+    reuse: tuple[Path, ...] = (),
 ) -> dict[str, dict]:
-    """Run every spec whose result is not already stored in ``out_dir``; return all results by name.
+    """Run every spec whose result is not already stored; return all results by name.
 
-    Under ``accelerate launch`` each process runs its share; the returned dict then holds the runs
-    this process ran or found.
+    A spec's result is looked up in the read-only folders ``reuse`` (e.g. committed results), then
+    in ``out_dir``, and must match the spec, the preset and the world; the runs found nowhere are
+    trained and written to ``out_dir``. Under ``accelerate launch`` each process runs its share; the
+    returned dict then holds the runs this process ran or found.
     """
     from accelerate import PartialState
 
@@ -176,7 +207,14 @@ def run_sweep(
     bar = tqdm(mine, desc="sweep", disable=not progress or not state.is_main_process)
     for spec in bar:
         path = out_dir / f"{spec.name}.json"
-        stored = load_result(path, spec, world.preset)
+        stored = next(
+            (
+                r
+                for folder in (*reuse, out_dir)
+                if (r := load_result(folder / path.name, spec, world.preset, world)) is not None
+            ),
+            None,
+        )
         if stored is not None:
             results[spec.name] = stored
             continue
@@ -195,3 +233,36 @@ def collect(out_dir: Path) -> dict[str, dict]:
         if payload is not None:
             found[path.stem] = payload
     return found
+
+
+def summarise(results: dict[str, dict]) -> pd.DataFrame:
+    """One row per fixed β: the number of seeds and, over seeds, the mean and standard error
+    ``SE = std/√n`` of each run's summary (last steps' mean) of KL, proxy, gold and well-formed rate."""
+    rows = [
+        {"beta": r["spec"]["beta"], **r["summary"]}
+        for r in results.values()
+        if r["spec"]["adaptive_target"] is None
+    ]
+    if not rows:
+        raise ValueError("no fixed-β runs to summarise")
+    grouped = pd.DataFrame(rows).groupby("beta")
+    out = grouped.size().rename("seeds").to_frame()
+    for col in ("kl_k1", "proxy_score", "gold_reward", "well_formed"):
+        out[col] = grouped[col].mean()
+        out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
+    return out.reset_index()
+
+
+def mean_curve(results: dict[str, dict], beta: float, metric: str) -> pd.DataFrame:
+    """``metric`` per step for the fixed-β runs at ``beta``: columns ``step``, ``mean`` and ``se``
+    (standard error over seeds)."""
+    runs = [
+        pd.DataFrame(r["metrics"]).set_index("step")[metric]
+        for r in results.values()
+        if r["spec"]["adaptive_target"] is None and r["spec"]["beta"] == beta
+    ]
+    if not runs:
+        raise ValueError(f"no fixed-β runs at β = {beta:g}")
+    table = pd.concat(runs, axis=1)
+    se = table.std(axis=1, ddof=1).fillna(0.0) / np.sqrt(table.shape[1])
+    return pd.DataFrame({"step": table.index, "mean": table.mean(axis=1).to_numpy(), "se": se.to_numpy()})

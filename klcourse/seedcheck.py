@@ -1,0 +1,56 @@
+"""Re-run every notebook's assertions on other seeds: ``python -m klcourse.seedcheck --seeds 1 2 3``.
+
+An assertion cell in a notebook claims a conclusion ("KL falls as β rises", "π*'s gold reward
+peaks and falls"), with margins meant to hold for any seed. This command checks that claim: for each
+seed ``s`` it sets ``KLCOURSE_SEED=s`` — a new world (tokenizer, SFT model, reward model), new PPO
+and sweep seeds, new notebook samples — and executes every notebook in a fresh kernel without
+writing its outputs. It prints one line per notebook and seed, and exits with status 1 if any
+notebook failed, naming the assertion that broke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from nbclient.exceptions import CellExecutionError
+
+from klcourse.config import PRESET_ENV
+from klcourse.regenerate import notebook_paths, run_notebook
+from klcourse.seeding import SEED_ENV
+
+
+def _failure(error: CellExecutionError) -> str:
+    """The last line of the failing cell's error: for an assertion cell, its message."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else repr(error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the notebooks for every seed; return 0 if all passed, else 1."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", required=True, help="values of KLCOURSE_SEED")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every course notebook")
+    parser.add_argument("--root", type=Path, default=Path("notebooks"))
+    args = parser.parse_args(argv)
+    if any(s < 0 for s in args.seeds):
+        parser.error(f"--seeds must be non-negative integers, got {args.seeds}")
+    os.environ.setdefault(PRESET_ENV, "laptop")
+    paths = args.notebooks or notebook_paths(args.root)
+    failed = 0
+    for seed in args.seeds:
+        os.environ[SEED_ENV] = str(seed)
+        for path in paths:
+            try:
+                seconds = run_notebook(path, write=False)
+                print(f"seed {seed}  passed  {seconds:6.1f} s  {path}", flush=True)
+            except CellExecutionError as error:
+                failed += 1
+                print(f"seed {seed}  FAILED            {path}: {_failure(error)}", flush=True)
+    print(f"{len(args.seeds) * len(paths) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
