@@ -1,5 +1,6 @@
 """The β sweep survives being killed, detects corrupt results, and is reproducible."""
 
+import copy
 import json
 import os
 import signal
@@ -7,10 +8,20 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from conftest import launch_two, sweep_args
 
-from klcourse.sweep import RunSpec, collect, grid, load_result, run_sweep
+from klcourse.sweep import (
+    RunSpec,
+    collect,
+    grid,
+    load_result,
+    mean_curve,
+    run_sweep,
+    summarise,
+    world_key,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +118,49 @@ def test_sweep_spreads_runs_over_processes(smoke_root, tmp_path):
         if line.endswith("s") and " runs in " in line
     )
     assert shares == [1, 2], proc.stdout
+
+
+def _fake(beta, seed, gold, steps=3, adaptive=None):
+    spec = {"beta": beta, "seed": seed, "adaptive_target": adaptive, "adaptive_horizon": 100}
+    summary = {"kl_k1": 1.0 / (1 + beta), "proxy_score": 1.0, "gold_reward": gold, "well_formed": 1.0}
+    metrics = [{"step": s + 1, "gold_reward": gold + s} for s in range(steps)]
+    return {"spec": spec, "summary": summary, "metrics": metrics}
+
+
+def test_summarise_and_mean_curve_give_mean_and_standard_error():
+    results = {
+        "a": _fake(0.1, 0, 0.2),
+        "b": _fake(0.1, 1, 0.4),
+        "c": _fake(0.1, 2, 0.9),
+        "d": _fake(1.0, 0, 0.0),
+        "e": _fake(0.5, 0, 5.0, adaptive=2.0),  # adaptive runs are not part of the fixed-β table
+    }
+    table = summarise(results).set_index("beta")
+    assert list(table.index) == [0.1, 1.0] and list(table.seeds) == [3, 1]
+    golds = [0.2, 0.4, 0.9]
+    assert table.loc[0.1, "gold_reward"] == pytest.approx(sum(golds) / 3)
+    assert table.loc[0.1, "gold_reward_se"] == pytest.approx(float(np.std(golds, ddof=1) / np.sqrt(3)))
+    assert table.loc[1.0, "gold_reward_se"] == 0.0  # one seed: no spread to report
+    curve = mean_curve(results, 0.1, "gold_reward")
+    assert list(curve.step) == [1, 2, 3]
+    np.testing.assert_allclose(curve["mean"], np.mean(golds) + np.arange(3))
+    with pytest.raises(ValueError, match="β = 7"):
+        mean_curve(results, 7.0, "gold_reward")
+
+
+def test_results_of_another_world_are_not_reused(smoke_world, tmp_path):
+    spec = [SPECS[1]]
+    run_sweep(smoke_world, spec, tmp_path / "committed", progress=False)
+    path = tmp_path / "committed" / f"{spec[0].name}.json"
+    assert load_result(path, spec[0], smoke_world.preset, smoke_world) is not None
+    other = copy.copy(smoke_world)
+    other.paths = {
+        **smoke_world.paths,
+        "reward": smoke_world.paths["reward"].with_name("reward-000000000000"),
+    }
+    assert load_result(path, spec[0], smoke_world.preset, other) is None
+    # committed folders are read, never written: a mismatch is trained into out_dir instead
+    before = path.read_bytes()
+    results = run_sweep(other, spec, tmp_path / "live", progress=False, reuse=(tmp_path / "committed",))
+    assert path.read_bytes() == before and (tmp_path / "live" / path.name).exists()
+    assert results[spec[0].name]["world"] == world_key(other)

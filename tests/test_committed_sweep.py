@@ -1,0 +1,63 @@
+"""The committed laptop sweep (``results/laptop-sweep``) is current: made from this world and
+preset, and one of its runs reproduces when trained again here. The laptop world it needs is also
+checked against the quality thresholds the course relies on."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from klcourse.config import get_preset
+from klcourse.sweep import RunSpec, load_result, run_one
+from klcourse.world import load_world
+
+pytestmark = pytest.mark.slow
+
+COMMITTED = Path(__file__).parents[1] / "results" / "laptop-sweep"
+#: The run that is trained again: a leashed β near the best, seed 0.
+RERUN = RunSpec(beta=0.1, seed=0)
+#: Thresholds every world seed must meet (checked for seeds 0–4 with ``python -m klcourse.seedcheck``).
+MIN_SFT_WELL_FORMED = 0.90
+MIN_REWARD_ACCURACY = 0.90
+
+
+@pytest.fixture(scope="module")
+def laptop_world():
+    preset = get_preset("laptop")
+    if preset.world.seed != 0:
+        pytest.skip("KLCOURSE_SEED is set: the committed sweep is for seed 0")
+    return load_world(preset, torch.device("cpu"), progress=False, log=lambda m: None)
+
+
+def test_laptop_world_meets_its_quality_thresholds(laptop_world):
+    info = laptop_world.build_info
+    assert info["sft"]["well_formed_rate"] >= MIN_SFT_WELL_FORMED
+    assert info["reward"]["heldout_accuracy"] >= MIN_REWARD_ACCURACY
+
+
+def test_committed_runs_match_this_world_and_preset(laptop_world):
+    preset = laptop_world.preset
+    runs = sorted(COMMITTED.glob("*.json"))
+    names = {p.stem for p in runs} - {"provenance"}
+    expected = len(preset.sweep_betas) * len(preset.sweep_seeds) + len(preset.sweep_seeds)
+    assert len(names) == expected, sorted(names)
+    for path in runs:
+        if path.stem == "provenance":
+            continue
+        payload = load_result(path, preset=preset, world=laptop_world)
+        assert payload is not None, f"{path.name} is stale: re-run the laptop sweep (README)"
+    provenance = json.loads((COMMITTED / "provenance.json").read_text())
+    assert provenance["command"].startswith("python -m klcourse sweep") and provenance["wall_seconds"] > 0
+
+
+def test_a_committed_run_reproduces(laptop_world, tmp_path):
+    stored = load_result(COMMITTED / f"{RERUN.name}.json", RERUN, laptop_world.preset, laptop_world)
+    assert stored is not None
+    fresh = run_one(laptop_world, RERUN, tmp_path / f"{RERUN.name}.json", progress=False)
+    assert fresh["config"] == stored["config"]
+    keys = ["proxy_score", "gold_reward", "well_formed", "kl_k1", "approx_kl", "entropy"]
+    for old, new in zip(stored["metrics"], fresh["metrics"], strict=True):
+        for k in keys:
+            assert new[k] == pytest.approx(old[k], rel=1e-3, abs=1e-4), (old["step"], k)
+    assert fresh["final_samples"] == stored["final_samples"]
