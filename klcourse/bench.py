@@ -1,4 +1,8 @@
-"""Benchmarks that print figures: ``python -m klcourse.bench kl-cost`` and ``… ppo``.
+"""Benchmarks that print figures: ``python -m klcourse.bench kl-cost``, ``… ppo`` and ``… stability``.
+
+``stability`` trains PPO at several update sizes (learning rate × epochs over each batch), βs and
+seeds, and counts the runs that spike: whose KL to the reference rises by more than
+:data:`SPIKE_NATS` in one step. ``max approx-KL`` is the median over runs of each run's largest.
 
 ``kl-cost`` measures what the seed post's cost table is about. Given the logits of both models
 for a batch of sampled tokens (the forward passes must produce them either way), it times
@@ -25,6 +29,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from klcourse.logprobs import exact_per_token_kl, gather_logprobs
+
+#: A run "spikes" when its KL to the reference rises by more than this many nats in one step.
+SPIKE_NATS = 3.0
 
 if TYPE_CHECKING:
     from klcourse.world import World
@@ -227,6 +234,41 @@ def rloo_throughput(
     return Throughput("TRL RLOOTrainer", steps * batch, tokens, seconds)
 
 
+def update_stability(
+    world: World,
+    settings: list[tuple[float, int]],
+    betas: list[float],
+    seeds: list[int],
+    steps: int | None = None,
+) -> list[dict]:
+    """Train PPO for every ``(learning rate, epochs)`` in ``settings`` × β × seed; for each run
+    return the largest approx-KL to the old policy, the largest one-step rise of ``KL(π ‖ π_ref)``
+    and whether that rise exceeds :data:`SPIKE_NATS` (a spike)."""
+    from klcourse.ppo import config_for, train
+
+    rows = []
+    for lr, epochs in settings:
+        for beta in betas:
+            for seed in seeds:
+                overrides = dict(beta=beta, seed=seed, lr=lr, ppo_epochs=epochs)
+                if steps is not None:
+                    overrides["steps"] = steps
+                m = train(world, config_for(world.preset, **overrides), progress=False).metrics
+                jump = float(m.kl_k1.diff().max())
+                rows.append(
+                    {
+                        "lr": lr,
+                        "epochs": epochs,
+                        "beta": beta,
+                        "seed": seed,
+                        "max_approx_kl": float(m.approx_kl.max()),
+                        "max_kl_jump": jump,
+                        "spiked": jump > SPIKE_NATS,
+                    }
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m klcourse.bench")
@@ -243,6 +285,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mini-batch", type=int, default=16)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--steps", type=int, default=10, help="measured steps (one more runs as warm-up)")
+    st = sub.add_parser("stability", help="PPO spikes vs update size (learning rate × epochs)")
+    st.add_argument("--preset", default=None, help="world preset (default: $KLCOURSE_PRESET or by device)")
+    st.add_argument(
+        "--settings",
+        nargs="+",
+        default=["3e-4x4", "1e-4x4", "3e-4x1", "1e-4x2"],
+        help="update sizes as LRxEPOCHS",
+    )
+    st.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.1])
+    st.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13])
+    st.add_argument("--steps", type=int, default=None, help="PPO steps per run (default: the preset's)")
     args = parser.parse_args(argv)
     if args.benchmark == "kl-cost":
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -256,6 +309,31 @@ def main(argv: list[str] | None = None) -> None:
 
     transformers.logging.set_verbosity_error()
     world = load_world(args.preset, progress=False)
+    if args.benchmark == "stability":
+        from klcourse.sweep import provenance
+
+        settings = [(float(lr), int(ep)) for lr, ep in (x.split("x") for x in args.settings)]
+        t0 = time.perf_counter()
+        rows = update_stability(world, settings, args.betas, args.seeds, args.steps)
+        seconds = time.perf_counter() - t0
+        print(
+            f"preset {world.preset.name}; β {args.betas} × seeds {args.seeds}; "
+            f"a spike: KL rises by more than {SPIKE_NATS} nats in one step"
+        )
+        print(f"{'lr':>8}{'epochs':>8}{'runs':>6}{'spiked':>8}{'max approx-KL':>16}{'largest KL jump':>17}")
+        for lr, epochs in settings:
+            mine = [r for r in rows if r["lr"] == lr and r["epochs"] == epochs]
+            print(
+                f"{lr:8.0e}{epochs:8d}{len(mine):6d}{sum(r['spiked'] for r in mine):8d}"
+                f"{statistics.median(r['max_approx_kl'] for r in mine):16.4f}"
+                f"{max(r['max_kl_jump'] for r in mine):17.2f}"
+            )
+        info = provenance(world)
+        print(
+            f"{len(rows)} runs of {args.steps or world.preset.ppo_steps} steps in {seconds / 60:.1f} min on "
+            f"{info['card']}; torch {info['torch']}, transformers {info['transformers']}"
+        )
+        return
     print(
         f"device: {world.device}, preset: {world.preset.name}, batch {args.batch}, minibatch "
         f"{args.mini_batch}, {args.epochs} epochs, {args.steps} measured steps"

@@ -76,6 +76,8 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
         lr_scheduler_type="cosine",
         warmup_steps=10,
         logging_steps=50,
+        # without progress, no log lines either: the trainers would print their metric dicts
+        logging_strategy="steps" if progress else "no",
         save_strategy="no",
         report_to="none",
         seed=seed,

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import transformers
@@ -116,7 +117,14 @@ def build(
     root: Path | None = None,
     log=print,
 ) -> dict[str, Path]:
-    """Build (or find in the cache) every artifact of the world; return their folders."""
+    """Build (or find in the cache) every artifact of the world; return their folders.
+
+    With ``progress=False`` nothing but ``log`` lines is shown: no progress bars from the trainers
+    or from ``datasets``.
+    """
+    if not progress:
+        datasets.disable_progress_bars()
+        transformers.logging.disable_progress_bar()
     cfg, configs = preset.world, _configs(preset, grammar)
     paths: dict[str, Path] = {}
 
@@ -239,8 +247,6 @@ def load_world(
     """Load the world of ``preset`` onto ``device``, building whatever the cache lacks."""
     device = device or pick_device()
     preset = preset if isinstance(preset, Preset) else get_preset(preset, device)
-    if not progress:
-        transformers.logging.disable_progress_bar()
     paths = build(preset, progress=progress, root=root, log=log)
     models = {
         "reference": load_causal_lm(paths["sft"]),
