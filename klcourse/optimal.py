@@ -181,4 +181,5 @@ def best_of_n(
         reward += share * float((p * distinct).sum())
         value += share * float((p * mean_value).sum())
         kl += share * float((p * np.log(np.where(p > 0, p / q, 1.0))).sum())
-    return FrontierPoint(float(n), reward, kl, value, ess=float("nan"), min_ess_fraction=1.0)
+    # Σ p·log(p/q) ≥ 0; only rounding (n = 1 gives p = q) can push it a hair below
+    return FrontierPoint(float(n), reward, max(kl, 0.0), value, ess=float("nan"), min_ess_fraction=1.0)
