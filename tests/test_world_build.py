@@ -78,4 +78,4 @@ def test_world_builds_for_a_second_seed(smoke_world, tmp_path):
     for world in (smoke_world, other):
         info = world.build_info
         assert info["sft"]["well_formed_rate"] > 0.3  # smoke models are tiny; laptop reaches > 90 %
-        assert info["reward"]["heldout_accuracy"] > 0.75  # clearly better than chance on the annotator's ranking
+        assert info["reward"]["heldout_accuracy"] > 0.75  # clearly above chance on the annotator's ranking
