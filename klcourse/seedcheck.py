@@ -39,15 +39,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault(PRESET_ENV, "laptop")
     paths = args.notebooks or notebook_paths(args.root)
     failed = 0
-    for seed in args.seeds:
-        os.environ[SEED_ENV] = str(seed)
-        for path in paths:
-            try:
-                seconds = run_notebook(path, write=False)
-                print(f"seed {seed}  passed  {seconds:6.1f} s  {path}", flush=True)
-            except CellExecutionError as error:
-                failed += 1
-                print(f"seed {seed}  FAILED            {path}: {_failure(error)}", flush=True)
+    before = os.environ.get(SEED_ENV)
+    try:
+        for seed in args.seeds:
+            os.environ[SEED_ENV] = str(seed)  # the kernels inherit it
+            for path in paths:
+                try:
+                    seconds = run_notebook(path, write=False)
+                    print(f"seed {seed}  passed  {seconds:6.1f} s  {path}", flush=True)
+                except CellExecutionError as error:
+                    failed += 1
+                    print(f"seed {seed}  FAILED            {path}: {_failure(error)}", flush=True)
+    finally:  # leave the caller's environment as it was
+        if before is None:
+            os.environ.pop(SEED_ENV, None)
+        else:
+            os.environ[SEED_ENV] = before
     print(f"{len(args.seeds) * len(paths) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

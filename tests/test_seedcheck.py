@@ -1,5 +1,7 @@
 """``python -m klcourse.seedcheck`` runs notebooks under each seed and reports what broke."""
 
+import os
+
 import nbformat
 
 from klcourse import seedcheck
@@ -13,6 +15,7 @@ def _notebook(path, source):
 
 def test_seedcheck_reports_each_seed_and_the_broken_assertion(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("KLCOURSE_PRESET", "smoke")
+    monkeypatch.delenv("KLCOURSE_SEED", raising=False)
     # passes for seed 0, fails for seed 1: the notebook sees KLCOURSE_SEED
     path = _notebook(
         tmp_path / "nb.ipynb",
@@ -24,3 +27,4 @@ def test_seedcheck_reports_each_seed_and_the_broken_assertion(tmp_path, capsys, 
     assert "seed 0  passed" in out and "seed 1  FAILED" in out and "holds only for seed 0" in out
     assert "1 passed, 1 failed" in out
     assert path.read_text() == before, "seedcheck never writes outputs into the notebook"
+    assert "KLCOURSE_SEED" not in os.environ, "…and leaves the caller's environment as it was"
