@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -33,8 +35,17 @@ def main(argv: list[str] | None = None) -> None:
         help="the adaptive-KL run: from BETA0 towards TARGET nats (default: the preset's)",
     )
     s.add_argument("--out", type=Path, help="result folder (default: under the cache)")
+    s.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="processes sharing this device, process i taking runs i, i + JOBS, … (one run of these "
+        "small models leaves a GPU mostly idle)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+    if args.command == "sweep" and args.jobs < 1:
+        parser.error(f"argument --jobs: must be a positive integer, got {args.jobs}")
     preset = get_preset(args.preset)
     t0 = time.perf_counter()
     if args.command == "build":
@@ -62,6 +73,16 @@ def main(argv: list[str] | None = None) -> None:
         list(args.betas or preset.sweep_betas), list(args.seeds or preset.sweep_seeds), adaptive
     )
     out = args.out or sweep.default_out_dir(preset)
+    if args.jobs > 1:
+        if state.num_processes > 1:
+            parser.error("argument --jobs: use it without accelerate launch")
+        context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            shares = [
+                pool.submit(sweep.run_share, preset, specs, out, (i, args.jobs)) for i in range(args.jobs)
+            ]
+            for share in shares:
+                share.result()
     results = sweep.run_sweep(world, specs, out, progress=not args.quiet)
     print(f"{'run':24s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
     for name, r in results.items():

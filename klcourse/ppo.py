@@ -115,7 +115,7 @@ def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, b
     last = mask.sum(1).long() - 1
     if (last < 0).any():
         raise ValueError("every response needs at least one token")
-    rewards[torch.arange(len(scores)), last] += scores.to(rewards.dtype)
+    rewards[torch.arange(len(scores), device=rewards.device), last] += scores.to(rewards.dtype)
     return rewards
 
 

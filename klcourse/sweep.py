@@ -11,7 +11,9 @@ SHA-256 of its content.
   spec, preset and world; a missing, truncated or tampered file is redone. Read-only folders of
   committed results (``reuse``) are consulted first and never written to.
 * **Distributed**: under ``accelerate launch`` with several processes (or GPUs), process ``i``
-  takes runs ``i, i + n, i + 2n, …``; each run trains on its own device, independently.
+  takes runs ``i, i + n, i + 2n, …``; each run trains on its own device, independently. The
+  same split (``shard``) lets several processes share one GPU, which a single run of these small
+  models leaves mostly idle (``python -m klcourse sweep --jobs N``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tqdm.auto import tqdm
 from klcourse.artifacts import cache_root, config_key
 from klcourse.config import Preset
 from klcourse.ppo import config_for, train
-from klcourse.world import World
+from klcourse.world import World, load_world
 
 #: How many final steps the summary averages over.
 SUMMARY_STEPS = 5
@@ -188,23 +190,25 @@ def run_sweep(
     progress: bool = True,
     log=print,
     reuse: tuple[Path, ...] = (),
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, dict]:
     """Run every spec whose result is not already stored; return all results by name.
 
     A spec's result is looked up in the read-only folders ``reuse`` (e.g. committed results), then
     in ``out_dir``, and must match the spec, the preset and the world; the runs found nowhere are
-    trained and written to ``out_dir``. Under ``accelerate launch`` each process runs its share; the
-    returned dict then holds the runs this process ran or found.
+    trained and written to ``out_dir``. Under ``accelerate launch``, or with ``shard = (i, n)``,
+    this process runs specs ``i, i + n, …`` alone; the returned dict then holds the runs it ran or found.
     """
     from accelerate import PartialState
 
     state = PartialState()
-    mine = specs[state.process_index :: state.num_processes]
+    index, count = shard or (state.process_index, state.num_processes)
+    mine = specs[index::count]
     for spec in mine:  # temporary files of runs killed while writing
         for stale in out_dir.glob(f".{spec.name}.json.*"):
             stale.unlink()
     results: dict[str, dict] = {}
-    bar = tqdm(mine, desc="sweep", disable=not progress or not state.is_main_process)
+    bar = tqdm(mine, desc="sweep", disable=not progress or index != 0)
     for spec in bar:
         path = out_dir / f"{spec.name}.json"
         stored = next(
@@ -223,6 +227,14 @@ def run_sweep(
         bar.set_postfix(run=spec.name)
         results[spec.name] = run_one(world, spec, path, progress=False)
     return results
+
+
+def run_share(preset: Preset, specs: list[RunSpec], out_dir: Path, shard: tuple[int, int]) -> None:
+    """One of ``n`` processes sharing a device (``shard = (i, n)``): load the world, which must be
+    built already, and run specs ``i, i + n, …`` into ``out_dir``, with ``1/n`` of the CPU threads."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // shard[1]))
+    world = load_world(preset, progress=False, log=lambda m: None)
+    run_sweep(world, specs, out_dir, progress=False, shard=shard)
 
 
 def collect(out_dir: Path) -> dict[str, dict]:

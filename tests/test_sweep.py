@@ -120,6 +120,32 @@ def test_sweep_spreads_runs_over_processes(smoke_root, tmp_path):
     assert shares == [1, 2], proc.stdout
 
 
+def test_a_shard_runs_every_nth_spec_only(smoke_world, tmp_path):
+    results = run_sweep(smoke_world, SPECS, tmp_path, progress=False, shard=(1, 2))
+    assert set(results) == {SPECS[1].name}
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{SPECS[1].name}.json"]
+
+
+def test_jobs_share_one_device(smoke_root, tmp_path):
+    out = tmp_path / "sweep"
+    env = {**os.environ, "KLCOURSE_CACHE": str(smoke_root), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, *sweep_args(out, "0", "10"), "--jobs", "2"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(collect(out)) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
+    assert "3 runs in" in proc.stdout and json.loads((out / "provenance.json").read_text())["runs"] == 3
+
+
+def test_jobs_must_be_positive(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, *sweep_args(tmp_path, "0"), "--jobs", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "--jobs" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def _fake(beta, seed, gold, steps=3, adaptive=None):
     spec = {"beta": beta, "seed": seed, "adaptive_target": adaptive, "adaptive_horizon": 100}
     summary = {"kl_k1": 1.0 / (1 + beta), "proxy_score": 1.0, "gold_reward": gold, "well_formed": 1.0}
