@@ -265,6 +265,20 @@ def summarise(results: dict[str, dict]) -> pd.DataFrame:
     return out.reset_index()
 
 
+def table_text(table: pd.DataFrame) -> str:
+    """:func:`summarise`'s table as text, one row per β, each value printed as ``mean ± SE``."""
+    show = pd.DataFrame({"β": table.beta, "seeds": table.seeds})
+    names = {
+        "kl_k1": "KL (nats)",
+        "proxy_score": "proxy",
+        "gold_reward": "gold",
+        "well_formed": "well-formed",
+    }
+    for col, name in names.items():
+        show[name] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(table[col], table[f"{col}_se"], strict=True)]
+    return show.to_string(index=False)
+
+
 def mean_curve(results: dict[str, dict], beta: float, metric: str) -> pd.DataFrame:
     """``metric`` per step for the fixed-β runs at ``beta``: columns ``step``, ``mean`` and ``se``
     (standard error over seeds)."""

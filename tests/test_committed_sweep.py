@@ -1,6 +1,7 @@
 """The committed laptop sweep (``results/laptop-sweep``) is current: made from this world and
 preset, and one of its runs reproduces when trained again here. The laptop world it needs is also
-checked against the quality thresholds the course relies on."""
+checked against the quality thresholds the course relies on. The committed GPU reference sweep
+(``results/gpu-sweep``) is complete, sealed and made from today's gpu preset on a CUDA device."""
 
 import json
 from pathlib import Path
@@ -8,13 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from klcourse.config import get_preset
-from klcourse.sweep import RunSpec, load_result, run_one
+from klcourse.config import PRESETS, get_preset
+from klcourse.sweep import RunSpec, grid, load_result, run_one
 from klcourse.world import load_world
 
 pytestmark = pytest.mark.slow
 
 COMMITTED = Path(__file__).parents[1] / "results" / "laptop-sweep"
+COMMITTED_GPU = COMMITTED.parent / "gpu-sweep"
 #: The run that is trained again: a leashed β near the best, seed 0.
 RERUN = RunSpec(beta=0.1, seed=0)
 #: Thresholds every world seed must meet (checked for seeds 0–4 with ``python -m klcourse.seedcheck``).
@@ -61,3 +63,16 @@ def test_a_committed_run_reproduces(laptop_world, tmp_path):
         for k in keys:
             assert new[k] == pytest.approx(old[k], rel=1e-3, abs=1e-4), (old["step"], k)
     assert fresh["final_samples"] == stored["final_samples"]
+
+
+def test_committed_gpu_sweep_is_complete_and_from_the_gpu_preset():
+    preset = PRESETS["gpu"]
+    specs = grid(list(preset.sweep_betas), list(preset.sweep_seeds), preset.sweep_adaptive)
+    for spec in specs:
+        payload = load_result(COMMITTED_GPU / f"{spec.name}.json", spec, preset)
+        assert payload is not None, f"{spec.name} is missing or stale: re-run the GPU sweep (README)"
+        assert payload["provenance"]["device"].startswith("cuda")
+        assert len(payload["metrics"]) == preset.ppo_steps
+    provenance = json.loads((COMMITTED_GPU / "provenance.json").read_text())
+    assert provenance["runs"] == len(specs) and provenance["preset"] == "gpu"
+    assert provenance["device"].startswith("cuda") and provenance["wall_seconds"] > 0
