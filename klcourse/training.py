@@ -16,12 +16,16 @@ import tempfile
 import numpy as np
 import torch
 from datasets import Dataset
+from tqdm.auto import tqdm
 from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
     GPT2LMHeadModel,
     PreTrainedModel,
     PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
 )
 from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
@@ -76,7 +80,7 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
         lr_scheduler_type="cosine",
         warmup_steps=10,
         logging_steps=50,
-        # without progress, no log lines either: the trainers would print their metric dicts
+        # the loss is logged only to show it on the progress bar (see _fit)
         logging_strategy="steps" if progress else "no",
         save_strategy="no",
         report_to="none",
@@ -85,9 +89,47 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
         bf16=False,
         **{checkpointing: False},
         use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not progress,
+        disable_tqdm=True,  # the trainers' own bars and notebook tables: replaced by _Progress
         dataloader_num_workers=0,
     )
+
+
+class _Progress(TrainerCallback):
+    """The course's progress bar (``tqdm.auto``) over a trainer's steps, showing the logged loss."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        self.bar = tqdm(total=state.max_steps, desc=self.desc)
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        self.bar.update(1)
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        if self.bar is not None and logs and "loss" in logs:
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        self.bar.close()
+
+
+def _fit(trainer: Trainer, desc: str, progress: bool) -> PreTrainedModel:
+    """Train, showing nothing but the course's progress bar (if ``progress``), and return the model
+    in eval mode as plain ``transformers`` code.
+
+    The trainers would print their final metric dict (``PrinterCallback``) into a notebook cell's
+    output; TRL's ``SFTTrainer`` also replaces the model's ``forward`` on the instance, which is
+    undone here so the model samples and scores like one loaded from disk.
+    """
+    trainer.remove_callback(PrinterCallback)
+    if progress:
+        trainer.add_callback(_Progress(desc))
+    trainer.train()
+    model = trainer.model
+    model.__dict__.pop("forward", None)
+    return model.eval()
 
 
 def _ids_with_eos(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
@@ -112,8 +154,8 @@ def train_sft(
     """
     dataset = Dataset.from_dict({"input_ids": _ids_with_eos(tokenizer, texts)})
     args = SFTConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
-    SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
-    return model.eval()
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return _fit(trainer, "SFT", progress)
 
 
 def preference_pairs(
@@ -163,8 +205,8 @@ def train_reward_model(
         {"chosen_ids": _ids_with_eos(tokenizer, chosen), "rejected_ids": _ids_with_eos(tokenizer, rejected)}
     )
     args = RewardConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
-    RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer).train()
-    return model.eval()
+    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    return _fit(trainer, "reward model", progress)
 
 
 @torch.no_grad()

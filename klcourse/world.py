@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -119,12 +121,31 @@ def build(
 ) -> dict[str, Path]:
     """Build (or find in the cache) every artifact of the world; return their folders.
 
-    With ``progress=False`` nothing but ``log`` lines is shown: no progress bars from the trainers
-    or from ``datasets``.
+    With ``progress`` each training shows the course's own progress bar; without it nothing but
+    ``log`` lines is shown. ``datasets``' and ``transformers``' own bars stay off either way.
     """
-    if not progress:
-        datasets.disable_progress_bars()
-        transformers.logging.disable_progress_bar()
+    with _library_bars_off():
+        return _build(preset, grammar, force, progress, root, log)
+
+
+@contextmanager
+def _library_bars_off() -> Iterator[None]:
+    """``datasets``' and ``transformers``' progress bars off for the duration, then as they were."""
+    was = datasets.is_progress_bar_enabled(), transformers.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was[0]:
+            datasets.enable_progress_bars()
+        if was[1]:
+            transformers.logging.enable_progress_bar()
+
+
+def _build(
+    preset: Preset, grammar: Grammar, force: bool, progress: bool, root: Path | None, log
+) -> dict[str, Path]:
     cfg, configs = preset.world, _configs(preset, grammar)
     paths: dict[str, Path] = {}
 
@@ -248,11 +269,12 @@ def load_world(
     device = device or pick_device()
     preset = preset if isinstance(preset, Preset) else get_preset(preset, device)
     paths = build(preset, progress=progress, root=root, log=log)
-    models = {
-        "reference": load_causal_lm(paths["sft"]),
-        "reward_model": load_reward_model(paths["reward"]),
-        "drifted": load_causal_lm(paths["drifted"]),
-    }
+    with _library_bars_off():  # transformers' "Loading weights" bars
+        models = {
+            "reference": load_causal_lm(paths["sft"]),
+            "reward_model": load_reward_model(paths["reward"]),
+            "drifted": load_causal_lm(paths["drifted"]),
+        }
     for m in models.values():
         m.to(device).eval().requires_grad_(False)
     info = {
