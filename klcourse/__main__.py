@@ -1,4 +1,8 @@
-"""Command line: ``python -m klcourse build …`` and ``python -m klcourse sweep …``."""
+"""Command line: ``python -m klcourse build …`` and ``python -m klcourse sweep …``.
+
+Every option is checked where it is parsed; a bad option or environment variable, a folder that
+cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.cli`).
+"""
 
 from __future__ import annotations
 
@@ -12,41 +16,70 @@ from pathlib import Path
 
 import torch
 
-from klcourse.config import PRESETS, get_preset
+from klcourse import cli
+from klcourse.config import PRESETS, Preset, get_preset
+
+PROG = "python -m klcourse"
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run the chosen command."""
-    parser = argparse.ArgumentParser(prog="python -m klcourse")
-    sub = parser.add_subparsers(dest="command", required=True)
+def parser() -> argparse.ArgumentParser:
+    """The command line's grammar, with every value checked by its type."""
+    p = cli.Parser(prog=PROG)
+    sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the ground-truth world (tokenizer, SFT, reward model)")
     b.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     b.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
     s = sub.add_parser("sweep", help="β ablation: β × seeds (+ an adaptive-KL run), resumable")
     s.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
-    s.add_argument("--betas", type=float, nargs="+", help="default: the preset's grid")
-    s.add_argument("--seeds", type=int, nargs="+", help="default: the preset's seeds")
+    s.add_argument("--betas", type=cli.non_negative_float, nargs="+", help="default: the preset's grid")
+    s.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
     s.add_argument(
         "--adaptive",
-        type=float,
+        type=cli.positive_float,
         nargs=3,
         metavar=("BETA0", "TARGET", "HORIZON"),
-        help="the adaptive-KL run: from BETA0 towards TARGET nats (default: the preset's)",
+        help="the adaptive-KL run: from BETA0 towards TARGET nats, HORIZON episodes (default: the preset's)",
     )
-    s.add_argument("--out", type=Path, help="result folder (default: under the cache)")
+    s.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
     s.add_argument(
         "--jobs",
-        type=int,
+        type=cli.positive_int,
         default=1,
         help="processes sharing this device, process i taking runs i, i + JOBS, … (one run of these "
         "small models leaves a GPU mostly idle)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    if args.command == "sweep" and args.jobs < 1:
-        parser.error(f"argument --jobs: must be a positive integer, got {args.jobs}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run the chosen command."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command == "sweep" and args.adaptive and args.adaptive[2] != int(args.adaptive[2]):
+        p.error(f"argument --adaptive: HORIZON must be a whole number of episodes, got {args.adaptive[2]:g}")
+    argv = argv if argv is not None else sys.argv[1:]
+    where: dict[str, Path] = {}
+    cli.run(lambda: _run(p, args, argv, where), PROG, lambda: _kept(args.command, where))
+
+
+def _kept(command: str, where: dict[str, Path]) -> str:
+    """What an interrupted command kept, and how to resume it."""
+    if command == "build":
+        folder = where.get("cache", "the cache")
+        return f"the models already built are kept in {folder}; run the same command to build the rest"
+    if "out" not in where:
+        return "nothing was written yet"
+    finished = len(list(where["out"].glob("*_seed-*.json")))
+    return f"{finished} finished runs are kept in {where['out']}; run the same command to resume"
+
+
+def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], where: dict) -> None:
+    from klcourse.artifacts import cache_root
+
     preset = get_preset(args.preset)
+    where["cache"] = cache_root()
     t0 = time.perf_counter()
     if args.command == "build":
         from klcourse.world import build
@@ -56,15 +89,23 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:9s} {path}")
         print(f"world ({preset.name} preset) ready in {time.perf_counter() - t0:.1f} s")
         return
+    _sweep(p, args, argv, preset, where, t0)
 
+
+def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
     from accelerate import PartialState
 
     from klcourse import sweep
+    from klcourse.artifacts import write_atomic
     from klcourse.config import pick_device
     from klcourse.world import load_world
 
+    out = args.out or sweep.default_out_dir(preset)
+    where["out"] = out
     # Under `accelerate launch` this joins the processes (on the CPU too, with gloo); alone, it is one.
     state = PartialState(cpu=pick_device().type == "cpu")
+    if args.jobs > 1 and state.num_processes > 1:
+        p.error("argument --jobs: use it without accelerate launch")
     with state.main_process_first():  # one process builds a missing world, the others then load it
         world = load_world(preset, sweep_device(), progress=not args.quiet)
     a = args.adaptive or preset.sweep_adaptive
@@ -72,10 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     specs = sweep.grid(
         list(args.betas or preset.sweep_betas), list(args.seeds or preset.sweep_seeds), adaptive
     )
-    out = args.out or sweep.default_out_dir(preset)
     if args.jobs > 1:
-        if state.num_processes > 1:
-            parser.error("argument --jobs: use it without accelerate launch")
         context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
             shares = [
@@ -95,13 +133,13 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
     if state.is_main_process:
         provenance = {
-            "command": " ".join(["python -m klcourse", *(argv if argv is not None else sys.argv[1:])]),
+            "command": " ".join([PROG, *argv]),
             "preset": preset.name,
             "runs": len(specs),
             "wall_seconds": seconds,
             **sweep.provenance(world),
         }
-        sweep.write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
+        write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
 
 
 def sweep_device() -> torch.device:

@@ -23,13 +23,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CACHE_ENV = "KLCOURSE_CACHE"
+from klcourse.settings import env_cache
+
 MANIFEST = "manifest.json"
 
 
 def cache_root() -> Path:
-    """``$KLCOURSE_CACHE``, or ``~/.cache/klcourse``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "klcourse")
+    """``$KLCOURSE_CACHE``, or ``~/.cache/klcourse``; see :func:`klcourse.settings.env_cache`."""
+    return env_cache()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that ``path`` is never seen half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def config_key(config: dict[str, Any]) -> str:

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from klcourse import cli
+from klcourse.config import PRESETS
 from klcourse.logprobs import exact_per_token_kl, gather_logprobs
 
 #: A run "spikes" when its KL to the reference rises by more than this many nats in one step.
@@ -270,35 +272,40 @@ def update_stability(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m klcourse.bench")
+    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.cli.run`)."""
+    parser = cli.Parser(prog="python -m klcourse.bench")
     sub = parser.add_subparsers(dest="benchmark", required=True)
     k = sub.add_parser("kl-cost", help="full-vocabulary vs sampled-token KL: time and memory")
-    k.add_argument("--vocab", type=int, default=GPT2_VOCAB)
-    k.add_argument("--batch", type=int, default=8)
-    k.add_argument("--seq-len", type=int, default=64)
-    k.add_argument("--repeats", type=int, default=5)
-    k.add_argument("--device", default=None, help="default: cuda if available, else cpu")
+    k.add_argument("--vocab", type=cli.positive_int, default=GPT2_VOCAB)
+    k.add_argument("--batch", type=cli.positive_int, default=8)
+    k.add_argument("--seq-len", type=cli.positive_int, default=64)
+    k.add_argument("--repeats", type=cli.positive_int, default=5)
+    k.add_argument("--device", type=cli.device, default=None, help="default: cuda if available, else cpu")
     p = sub.add_parser("ppo", help="klcourse PPO vs TRL's RLOOTrainer: episodes/s, tokens/s, KL share")
-    p.add_argument("--preset", default=None, help="world preset (default: $KLCOURSE_PRESET or by device)")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--mini-batch", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--steps", type=int, default=10, help="measured steps (one more runs as warm-up)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    p.add_argument("--batch", type=cli.positive_int, default=64)
+    p.add_argument("--mini-batch", type=cli.positive_int, default=16)
+    p.add_argument("--epochs", type=cli.positive_int, default=4)
+    p.add_argument("--steps", type=cli.positive_int, default=10, help="measured steps (plus one warm-up)")
     st = sub.add_parser("stability", help="PPO spikes vs update size (learning rate × epochs)")
-    st.add_argument("--preset", default=None, help="world preset (default: $KLCOURSE_PRESET or by device)")
+    st.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     st.add_argument(
         "--settings",
+        type=cli.update_size,
         nargs="+",
-        default=["3e-4x4", "1e-4x4", "3e-4x1", "1e-4x2"],
-        help="update sizes as LRxEPOCHS",
+        default=[(3e-4, 4), (1e-4, 4), (3e-4, 1), (1e-4, 2)],
+        help="update sizes as LRxEPOCHS (default: 3e-4x4 1e-4x4 3e-4x1 1e-4x2)",
     )
-    st.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.1])
-    st.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13])
-    st.add_argument("--steps", type=int, default=None, help="PPO steps per run (default: the preset's)")
+    st.add_argument("--betas", type=cli.non_negative_float, nargs="+", default=[0.03, 0.1])
+    st.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=[10, 11, 12, 13])
+    st.add_argument("--steps", type=cli.positive_int, help="PPO steps per run (default: the preset's)")
     args = parser.parse_args(argv)
+    cli.run(lambda: _run(args), parser.prog, lambda: "benchmarks keep no partial results; run it again")
+
+
+def _run(args: argparse.Namespace) -> None:
     if args.benchmark == "kl-cost":
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = args.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         print(f"device: {device}")
         cost = kl_cost(args.vocab, args.batch, args.seq_len, repeats=args.repeats, device=device)
         print(cost.report())
@@ -312,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.benchmark == "stability":
         from klcourse.sweep import provenance
 
-        settings = [(float(lr), int(ep)) for lr, ep in (x.split("x") for x in args.settings)]
+        settings = args.settings
         t0 = time.perf_counter()
         rows = update_stability(world, settings, args.betas, args.seeds, args.steps)
         seconds = time.perf_counter() - t0

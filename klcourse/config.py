@@ -8,14 +8,12 @@ names one of :data:`PRESETS`. Presets change sizes (samples, steps, model widths
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
 import torch
 
 from klcourse.seeding import course_seed
-
-PRESET_ENV = "KLCOURSE_PRESET"
+from klcourse.settings import SettingError, env_preset
 
 
 @dataclass(frozen=True)
@@ -179,12 +177,12 @@ def get_preset(name: str | None = None, device: torch.device | None = None) -> P
     With ``$KLCOURSE_SEED = s`` the world's seed and the sweep's seeds are shifted by ``s``
     (see :func:`with_seed`).
     """
-    name = name or os.environ.get(PRESET_ENV) or None
+    name = name or env_preset(PRESETS)
     if name is None:
         device = device or pick_device()
         name = "gpu" if device.type == "cuda" else "laptop"
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise SettingError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
     return with_seed(PRESETS[name], course_seed())
 
 

@@ -389,21 +389,41 @@ class Feedback:
         return self.message
 
 
-def check(key: str, answer: float | None) -> Feedback:
+def _as_number(answer: object) -> float | str:
+    """``answer`` as a float, or a sentence saying why it is not one number."""
+    if isinstance(answer, bool):
+        return f"{answer} is a truth value"
+    if callable(answer):
+        return f"you passed the function {getattr(answer, '__name__', answer)!r}; call it and pass its result"
+    if isinstance(answer, str):
+        return f"you passed the text {answer!r}; remove the quotes"
+    shape = getattr(answer, "shape", None)
+    if shape is not None and math.prod(shape) != 1:
+        return f"you passed an array of shape {tuple(shape)}"
+    if isinstance(answer, (list, tuple, dict, set)):
+        return f"you passed a {type(answer).__name__} of {len(answer)} items"
+    try:
+        return float(answer.item() if shape is not None else answer)
+    except (TypeError, ValueError, AttributeError):
+        return f"you passed a {type(answer).__name__}"
+
+
+def check(key: str, answer: object) -> Feedback:
     """Check ``answer`` to exercise ``key``: right means within the exercise's relative tolerance
     (0.1 % unless it says otherwise). A wrong answer that matches a known slip names the slip.
 
-    ``None`` means "not answered yet": the feedback repeats the question and gives a hint.
+    ``None`` means "not answered yet": the feedback repeats the question and gives a hint. Any
+    other input that is not one number (text, an array, a function, NaN) gets feedback saying so,
+    never an exception.
     """
     if key not in EXERCISES:
-        raise ValueError(f"no exercise {key!r}; exercises are {', '.join(EXERCISES)}")
+        return Feedback(False, f"✗ there is no exercise {key!r}; the exercises are {', '.join(EXERCISES)}.")
     ex = EXERCISES[key]
     if answer is None:
         return Feedback(False, f"… {key} not answered yet: {ex.question} Hint: {ex.hint}")
-    try:
-        value = float(answer)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"exercise {key}: answer must be a number, got {answer!r}") from exc
+    value = _as_number(answer)
+    if isinstance(value, str):
+        return Feedback(False, f"✗ {key}: the answer should be one number, but {value}.")
 
     if math.isnan(value):
         return Feedback(

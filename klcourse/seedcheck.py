@@ -10,15 +10,16 @@ notebook failed, naming the assertion that broke.
 
 from __future__ import annotations
 
-import argparse
 import os
-from pathlib import Path
 
 from nbclient.exceptions import CellExecutionError
 
-from klcourse.config import PRESET_ENV
+from klcourse import cli
+from klcourse.config import PRESETS
 from klcourse.regenerate import notebook_paths, run_notebook
-from klcourse.seeding import SEED_ENV
+from klcourse.settings import PRESET_ENV, SEED_ENV, check_environment
+
+PROG = "python -m klcourse.seedcheck"
 
 
 def _failure(error: CellExecutionError) -> str:
@@ -29,15 +30,18 @@ def _failure(error: CellExecutionError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the notebooks for every seed; return 0 if all passed, else 1."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", required=True, help="values of KLCOURSE_SEED")
-    parser.add_argument("notebooks", nargs="*", type=Path, help="default: every course notebook")
-    parser.add_argument("--root", type=Path, default=Path("notebooks"))
+    parser = cli.Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seeds", type=cli.non_negative_int, nargs="+", required=True, help="values of KLCOURSE_SEED"
+    )
+    parser.add_argument("notebooks", nargs="*", type=cli.notebook, help="default: every course notebook")
+    parser.add_argument("--root", type=cli.folder, default="notebooks", help="default: notebooks")
     args = parser.parse_args(argv)
-    if any(s < 0 for s in args.seeds):
-        parser.error(f"--seeds must be non-negative integers, got {args.seeds}")
-    os.environ.setdefault(PRESET_ENV, "laptop")
     paths = args.notebooks or notebook_paths(args.root)
+    if not paths:
+        parser.error(f"argument --root: no notebooks found under {str(args.root)!r}")
+    os.environ.setdefault(PRESET_ENV, "laptop")
+    check_environment(PRESETS)
     failed = 0
     before = os.environ.get(SEED_ENV)
     try:
@@ -60,4 +64,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    cli.run(main, PROG, lambda: "seedcheck writes no notebook; run it again to check")

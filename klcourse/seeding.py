@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 import torch
 
+from klcourse.settings import env_seed
+
 DEFAULT_SEED = 0
-#: Environment variable that shifts every default seed of the course (world, notebooks, PPO, sweeps).
-SEED_ENV = "KLCOURSE_SEED"
 
 
 def course_seed() -> int:
@@ -19,12 +18,8 @@ def course_seed() -> int:
     Every default seed is this number plus a fixed offset, so ``KLCOURSE_SEED=3`` re-runs the
     whole course — world, notebooks, PPO runs and sweeps — on seeds nobody tuned to.
     """
-    raw = os.environ.get(SEED_ENV, "").strip()
-    if not raw:
-        return DEFAULT_SEED
-    if not raw.isdigit():
-        raise ValueError(f"{SEED_ENV} must be a non-negative integer, got {raw!r}")
-    return int(raw)
+    seed = env_seed()
+    return DEFAULT_SEED if seed is None else seed
 
 
 def set_seed(seed: int = DEFAULT_SEED) -> torch.Generator:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from klcourse.artifacts import cache_root, config_key
+from klcourse.artifacts import cache_root, config_key, write_atomic
 from klcourse.config import Preset
 from klcourse.ppo import config_for, train
 from klcourse.world import World, load_world
@@ -112,21 +111,6 @@ def provenance(world: World) -> dict:
         "accelerate": accelerate.__version__,
         "python": platform.python_version(),
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that ``path`` is never seen half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def world_key(world: World) -> dict[str, str]:

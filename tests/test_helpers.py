@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from klcourse import config, seeding
+from klcourse import config, seeding, settings
 from klcourse.exercises import EXERCISES, check
 from klcourse.fitting import discretized_gaussian, fit_gaussian, gaussian_mixture
 from klcourse.kl import kl_divergence
@@ -112,24 +112,51 @@ def test_check_unknown_wrong_and_bad_answers():
     fb = check("01.2", 123.0)
     assert not fb and "Hint" in fb.message
     assert "NaN" in check("01.3", float("nan")).message
-    with pytest.raises(ValueError, match="no exercise"):
-        check("99.9", 1.0)
-    with pytest.raises(ValueError, match="must be a number"):
-        check("01.1", "zero point three")
+
+
+
+def _raises():
+    raise RuntimeError("a learner's bug")
+
+
+@pytest.mark.parametrize(
+    "answer, says",
+    [
+        ("zero point three", "remove the quotes"),
+        ("abc", "remove the quotes"),
+        (float("nan"), "NaN"),
+        (np.array([0.1, 0.2]), "shape (2,)"),
+        (torch.zeros(2, 3), "shape (2, 3)"),
+        ([0.1, 0.2], "list of 2 items"),
+        (_raises, "call it"),
+        (True, "truth value"),
+        (object(), "object"),
+    ],
+)
+def test_checker_answers_any_input_with_feedback(answer, says):
+    fb = check("01.1", answer)
+    assert not fb and says in fb.message, fb.message
+
+
+def test_checker_reads_one_element_arrays_and_names_unknown_exercises():
+    right = EXERCISES["01.1"].answer()
+    assert check("01.1", np.array([right])) and check("01.1", torch.tensor(right))
+    fb = check("99.9", 1.0)
+    assert not fb and "no exercise '99.9'" in fb.message and "01.1" in fb.message
 
 
 # ---------------------------------------------------------------- config and seeding
 
 
 def test_preset_from_env_and_device(monkeypatch):
-    monkeypatch.delenv(config.PRESET_ENV, raising=False)
+    monkeypatch.delenv(settings.PRESET_ENV, raising=False)
     assert config.get_preset(device=torch.device("cpu")).name == "laptop"
     assert config.get_preset(device=torch.device("cuda")).name == "gpu"
-    monkeypatch.setenv(config.PRESET_ENV, "smoke")
+    monkeypatch.setenv(settings.PRESET_ENV, "smoke")
     assert config.get_preset(device=torch.device("cuda")).name == "smoke"
     assert config.get_preset("gpu").name == "gpu"
-    monkeypatch.setenv(config.PRESET_ENV, "huge")
-    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+    monkeypatch.setenv(settings.PRESET_ENV, "huge")
+    with pytest.raises(settings.SettingError, match="KLCOURSE_PRESET='huge' is not a preset"):
         config.get_preset()
 
 

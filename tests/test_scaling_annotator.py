@@ -8,7 +8,8 @@ from klcourse.config import get_preset
 from klcourse.gold import gold_reward
 from klcourse.grammar import REVIEWS
 from klcourse.scaling import fit_gao
-from klcourse.seeding import SEED_ENV, course_seed
+from klcourse.seeding import course_seed
+from klcourse.settings import SEED_ENV
 from klcourse.training import preference_pairs
 
 

@@ -1,0 +1,174 @@
+"""Every entry point answers bad input, a full disk and Ctrl-C in one line, through the real commands."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).parents[1]
+NOTEBOOK = ROOT / "notebooks" / "01_what_kl_measures.ipynb"
+
+
+def run(args: list[str], env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    """``python args…`` from the repository root, with ``env`` added to the environment."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=timeout, env=full_env, cwd=ROOT
+    )
+
+
+def assert_one_line(proc: subprocess.CompletedProcess, status: int, *says: str) -> None:
+    """Exit ``status``, no traceback, and one line on stderr that contains every one of ``says``."""
+    err = proc.stderr.strip()
+    assert proc.returncode == status, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err, err[-2000:]
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    for text in says:
+        assert text in lines[0], (text, lines[0])
+
+
+def test_bad_options(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    cases = [
+        (["-m", "klcourse", "sweep", "--betas", "0.1", "-1"], ["--betas", "'-1'", "≥ 0"]),
+        (["-m", "klcourse", "sweep", "--seeds", "-2"], ["--seeds", "'-2'", "non-negative integer"]),
+        (["-m", "klcourse", "sweep", "--seeds", "1.5"], ["--seeds", "'1.5'", "integer"]),
+        (["-m", "klcourse", "sweep", "--adaptive", "1", "0", "100"], ["--adaptive", "'0'", "> 0"]),
+        (["-m", "klcourse", "sweep", "--adaptive", "1", "2", "10.5"], ["--adaptive", "10.5", "whole number"]),
+        (["-m", "klcourse", "sweep", "--betas", "nan"], ["--betas", "'nan'", "finite"]),
+        (["-m", "klcourse", "sweep", "--jobs", "0"], ["--jobs", "'0'", "positive integer"]),
+        (["-m", "klcourse", "sweep", "--out", str(a_file / "sub")], ["--out", "Not a directory"]),
+        (["-m", "klcourse", "sweep", "--out", "/proc/klcourse"], ["--out", "/proc/klcourse"]),
+        (["-m", "klcourse", "build", "--preset", "huge"], ["--preset", "'huge'", "laptop"]),
+        (["-m", "klcourse", "launch"], ["invalid choice", "build"]),
+        (["-m", "klcourse.bench", "kl-cost", "--batch", "0"], ["--batch", "'0'", "positive integer"]),
+        (["-m", "klcourse.bench", "kl-cost", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda"]),
+        (["-m", "klcourse.bench", "stability", "--settings", "3e-4"], ["--settings", "LRxEPOCHS"]),
+        (["-m", "klcourse.bench", "stability", "--seeds", "-1"], ["--seeds", "'-1'"]),
+        (["-m", "klcourse.bench", "ppo", "--preset", "huge"], ["--preset", "'huge'"]),
+        (["-m", "klcourse.regenerate", "notebooks/99_missing.ipynb"], ["no such notebook", "99_missing"]),
+        (["-m", "klcourse.regenerate", "README.md"], ["must be a .ipynb notebook", "README.md"]),
+        (["-m", "klcourse.regenerate", "--root", str(tmp_path / "none")], ["--root", "no such folder"]),
+        (["-m", "klcourse.regenerate", "--root", str(tmp_path)], ["--root", "no notebooks found"]),
+        (["-m", "klcourse.seedcheck", "--seeds", "-1"], ["--seeds", "'-1'"]),
+        (["-m", "klcourse.seedcheck"], ["--seeds", "required"]),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["-m", "klcourse.bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"]))
+    for args, says in cases:
+        assert_one_line(run(args), 2, *says)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "klcourse", "build"], ["-m", "klcourse", "sweep"], ["-m", "klcourse.regenerate", "x.ipynb"]],
+)
+def test_bad_environment_variables(command, tmp_path):
+    nb = tmp_path / "x.ipynb"
+    shutil.copy(NOTEBOOK, nb)
+    command = [str(nb) if c == "x.ipynb" else c for c in command]
+    cases = [
+        ({"KLCOURSE_PRESET": "huge"}, ["KLCOURSE_PRESET='huge'", "smoke, laptop, gpu"]),
+        ({"KLCOURSE_CACHE": "/proc/klcourse-cache"}, ["KLCOURSE_CACHE='/proc/klcourse-cache'", "writable"]),
+        ({"KLCOURSE_SEED": "-3"}, ["KLCOURSE_SEED='-3'", "non-negative integer"]),
+        ({"KLCOURSE_SEED": "three"}, ["KLCOURSE_SEED='three'"]),
+    ]
+    for env, says in cases:
+        assert_one_line(run(command, env), 2, *says)
+
+
+def test_a_full_disk_is_one_line(tmp_path):
+    """The world's first write fails with ENOSPC, as on a full disk."""
+    script = (
+        "import errno, sys, klcourse.artifacts as a\n"
+        "def full(*args, **kwargs):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device', kwargs.get('dir'))\n"
+        "a.tempfile.mkdtemp = full\n"
+        "from klcourse.__main__ import main\n"
+        "main(['build', '--preset', 'smoke', '--quiet'])\n"
+    )
+    proc = run(["-c", script], {"KLCOURSE_CACHE": str(tmp_path)})
+    assert_one_line(proc, 1, "cannot write", str(tmp_path), "the disk is full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 300) -> tuple[str, str]:
+    """Send Ctrl-C (SIGINT) to ``proc`` once ``ready()`` holds; return its stdout and stderr."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "never got ready"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=120)
+
+
+def _popen(args: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_build_keeps_no_partial_artifact(tmp_path):
+    proc = _popen(
+        ["-m", "klcourse", "build", "--preset", "smoke", "--quiet"], {"KLCOURSE_CACHE": str(tmp_path)}
+    )
+    # interrupt while the SFT model trains: the tokenizer is finished, the SFT folder is temporary
+    _, err = _interrupt_when(proc, lambda: any(p.name.startswith(".sft-") for p in tmp_path.iterdir()))
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "interrupted" in err and str(tmp_path) in err and "run the same command" in err
+    left = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".klcourse-probe"))
+    assert [n.split("-")[0] for n in left] == ["tokenizer"], left  # finished work kept, nothing partial
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = [
+        "-m",
+        "klcourse",
+        "sweep",
+        "--preset",
+        "smoke",
+        "--betas",
+        "0",
+        "10",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+    ]
+    proc = _popen([*args, "--quiet"], {"KLCOURSE_CACHE": str(smoke_root)})
+    _, err = _interrupt_when(proc, lambda: (out / "beta-0_seed-0.json").exists())
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    finished = sorted(p.name for p in out.glob("*.json"))
+    assert f"{len(finished)} finished runs are kept in {out}" in err and "run the same command" in err
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary file is left"
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_regenerate_leaves_the_notebook_as_it_was(tmp_path):
+    nb = tmp_path / "01.ipynb"
+    shutil.copy(NOTEBOOK, nb)
+    before = nb.read_bytes()
+    proc = _popen(["-m", "klcourse.regenerate", str(nb)], {})
+    started = time.monotonic()
+    _, err = _interrupt_when(proc, lambda: time.monotonic() - started > 6)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert "0 notebooks were regenerated" in err and f"To finish: python -m klcourse.regenerate {nb}" in err
+    assert nb.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["01.ipynb"], "no temporary file is left"
