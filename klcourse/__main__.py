@@ -11,7 +11,6 @@ import json
 import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -114,13 +113,7 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
         list(args.betas or preset.sweep_betas), list(args.seeds or preset.sweep_seeds), adaptive
     )
     if args.jobs > 1:
-        context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            shares = [
-                pool.submit(sweep.run_share, preset, specs, out, (i, args.jobs)) for i in range(args.jobs)
-            ]
-            for share in shares:
-                share.result()
+        _run_shares(preset, specs, out, args.jobs)
     results = sweep.run_sweep(world, specs, out, progress=not args.quiet)
     print(f"{'run':24s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
     for name, r in results.items():
@@ -140,6 +133,31 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
             **sweep.provenance(world),
         }
         write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
+
+
+def _run_shares(preset: Preset, specs: list, out: Path, jobs: int) -> None:
+    """Run ``specs`` in ``jobs`` processes on this device (:func:`klcourse.sweep.run_share`); on
+    Ctrl-C or a failed process, stop them all (each finished run is already on disk)."""
+    from klcourse import sweep
+
+    context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+    procs = [
+        context.Process(target=sweep.run_share, args=(preset, specs, out, (i, jobs))) for i in range(jobs)
+    ]
+    try:
+        for proc in procs:
+            proc.start()
+        for i, proc in enumerate(procs):
+            proc.join()
+            if proc.exitcode != 0:
+                raise RuntimeError(f"sweep process {i} of {jobs} failed with exit code {proc.exitcode}")
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+            if proc.pid is not None:
+                proc.join()
+        sweep.remove_partial(out, specs)  # the files a terminated process was writing
 
 
 def sweep_device() -> torch.device:

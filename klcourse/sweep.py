@@ -188,9 +188,7 @@ def run_sweep(
     state = PartialState()
     index, count = shard or (state.process_index, state.num_processes)
     mine = specs[index::count]
-    for spec in mine:  # temporary files of runs killed while writing
-        for stale in out_dir.glob(f".{spec.name}.json.*"):
-            stale.unlink()
+    remove_partial(out_dir, mine)
     results: dict[str, dict] = {}
     bar = tqdm(mine, desc="sweep", disable=not progress or index != 0)
     for spec in bar:
@@ -211,6 +209,13 @@ def run_sweep(
         bar.set_postfix(run=spec.name)
         results[spec.name] = run_one(world, spec, path, progress=False)
     return results
+
+
+def remove_partial(out_dir: Path, specs: list[RunSpec]) -> None:
+    """Delete the temporary files that runs of ``specs`` killed while writing left in ``out_dir``."""
+    for spec in specs:
+        for stale in out_dir.glob(f".{spec.name}.json.*"):
+            stale.unlink(missing_ok=True)
 
 
 def run_share(preset: Preset, specs: list[RunSpec], out_dir: Path, shard: tuple[int, int]) -> None:

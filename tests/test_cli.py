@@ -136,7 +136,8 @@ def test_ctrl_c_during_build_keeps_no_partial_artifact(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path, jobs):
     out = tmp_path / "sweep"
     args = [
         "-m",
@@ -152,8 +153,8 @@ def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path):
         "--out",
         str(out),
     ]
-    proc = _popen([*args, "--quiet"], {"KLCOURSE_CACHE": str(smoke_root)})
-    _, err = _interrupt_when(proc, lambda: (out / "beta-0_seed-0.json").exists())
+    proc = _popen([*args, "--jobs", jobs, "--quiet"], {"KLCOURSE_CACHE": str(smoke_root)})
+    _, err = _interrupt_when(proc, lambda: any(out.glob("*_seed-0.json")))
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     finished = sorted(p.name for p in out.glob("*.json"))
     assert f"{len(finished)} finished runs are kept in {out}" in err and "run the same command" in err

@@ -114,7 +114,6 @@ def test_check_unknown_wrong_and_bad_answers():
     assert "NaN" in check("01.3", float("nan")).message
 
 
-
 def _raises():
     raise RuntimeError("a learner's bug")
 
