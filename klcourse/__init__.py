@@ -18,8 +18,9 @@ Modules, one concept each:
   resumable β ablations with standard errors.
 * :mod:`klcourse.bench` — benchmarks; :mod:`klcourse.heatmap`, :mod:`klcourse.widgets` — plots;
   :mod:`klcourse.exercises` — the exercise checker; :mod:`klcourse.config`,
-  :mod:`klcourse.seeding`, :mod:`klcourse.notebook`, :mod:`klcourse.regenerate`,
-  :mod:`klcourse.seedcheck` — plumbing.
+  :mod:`klcourse.seeding`, :mod:`klcourse.settings` (the environment variables),
+  :mod:`klcourse.notebook`, :mod:`klcourse.regenerate`, :mod:`klcourse.seedcheck`,
+  :mod:`klcourse.cli` (what the command lines share) — plumbing.
 """
 
 __version__ = "0.1.0"

@@ -31,36 +31,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def non_negative_float(text: str) -> float:
-    """A finite number ``x ≥ 0`` (a β)."""
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {text!r}")
-    return value
+def _at_least(kind: type, bound: int, strict: bool, wording: str, doc: str) -> Callable[[str], float | int]:
+    """An option type: a finite ``kind`` that is ``> bound`` (``strict``) or ``≥ bound``."""
+
+    def parse(text: str) -> float | int:
+        value = _number(text, kind)
+        if value < bound or (strict and value == bound):
+            raise argparse.ArgumentTypeError(f"must be {wording}, got {text!r}")
+        return value
+
+    parse.__doc__ = doc
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """A finite number ``x > 0`` (a target KL, a horizon)."""
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """An integer ``n ≥ 0`` (a seed)."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An integer ``n ≥ 1`` (a count of steps, processes, repeats)."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+non_negative_float = _at_least(float, 0, False, "≥ 0", "A finite number x ≥ 0 (a β).")
+positive_float = _at_least(float, 0, True, "> 0", "A finite number x > 0 (a target KL, a horizon).")
+non_negative_int = _at_least(int, 0, False, "a non-negative integer", "An integer n ≥ 0 (a seed).")
+positive_int = _at_least(int, 1, False, "a positive integer", "An integer n ≥ 1 (a count).")
 
 
 def _number(text: str, kind: type) -> float | int:

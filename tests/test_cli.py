@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import sweep_args
 
 ROOT = Path(__file__).parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_what_kl_measures.ipynb"
@@ -139,21 +140,8 @@ def test_ctrl_c_during_build_keeps_no_partial_artifact(tmp_path):
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path, jobs):
     out = tmp_path / "sweep"
-    args = [
-        "-m",
-        "klcourse",
-        "sweep",
-        "--preset",
-        "smoke",
-        "--betas",
-        "0",
-        "10",
-        "--seeds",
-        "0",
-        "--out",
-        str(out),
-    ]
-    proc = _popen([*args, "--jobs", jobs, "--quiet"], {"KLCOURSE_CACHE": str(smoke_root)})
+    args = [*sweep_args(out, "0", "10"), "--jobs", jobs]
+    proc = _popen(args, {"KLCOURSE_CACHE": str(smoke_root)})
     _, err = _interrupt_when(proc, lambda: any(out.glob("*_seed-0.json")))
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     finished = sorted(p.name for p in out.glob("*.json"))
