@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import PreTrainedModel
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedModel
 
 from klcourse.sampling import Rollout
 
@@ -51,6 +51,14 @@ class Enumeration:
         """``Σ_y π(y) (log π(y) − log ρ(y))`` over every response."""
         p = self.logp_policy.exp()
         return float((p * (self.logp_policy - self.logp_reference)).sum())
+
+
+def tiny_model(seed: int, vocab: int = 5) -> GPT2LMHeadModel:
+    """A randomly initialised one-layer GPT-2 over ``vocab`` tokens: small enough that every
+    response of a few tokens can be enumerated, so expectations become exact sums."""
+    torch.manual_seed(seed)
+    shape = dict(n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, **shape)).eval()
 
 
 @torch.no_grad()

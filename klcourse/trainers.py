@@ -1,0 +1,171 @@
+"""TRL's ``RLOOTrainer`` and ``GRPOTrainer`` on the course's world, and one measurement of any
+policy, so that they can be set beside :mod:`klcourse.ppo` at the same β and episode budget.
+
+Where each puts the KL penalty (TRL 1.16, read from its source):
+
+* **RLOO** (Ahmadian et al. 2024): k1 summed over the response and subtracted from the reward,
+  ``r − β·Σ_t k1_t`` — the reward placement, a per-sequence sum, like ``klcourse.ppo``.
+  ``RLOOConfig.beta`` defaults to 0.05.
+* **GRPO** (Shao et al. 2024): k3 per token added to the per-token loss, ``β·k3_t`` — the loss
+  placement, averaged over tokens. ``GRPOConfig.beta`` defaults to 0.0 (no penalty at all).
+
+:func:`evaluate` measures every policy the same way: fresh samples at temperature 1, the reference
+scoring the same tokens, the KL to the reference both as a per-sequence sum and a per-token mean.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PrinterCallback
+
+from klcourse.logprobs import per_token_kl, response_logprobs
+from klcourse.ppo import score_rollout
+from klcourse.sampling import sample, well_formed_rate
+from klcourse.training import score_texts
+from klcourse.world import MAX_RESPONSE_TOKENS, World
+
+Algorithm = Literal["rloo", "grpo"]
+
+
+def trl_config(
+    algorithm: Algorithm,
+    *,
+    beta: float,
+    rounds: int,
+    batch: int,
+    mini_batch: int,
+    epochs: int,
+    lr: float,
+    generations: int,
+    seed: int,
+):
+    """The ``RLOOConfig`` or ``GRPOConfig`` for ``rounds`` generation rounds of ``batch``
+    completions (``batch / generations`` prompts, ``generations`` completions each), each round
+    split into minibatches of ``mini_batch`` and reused for ``epochs`` iterations, on the CPU
+    unless CUDA is present. GRPO keeps TRL's default loss (``"dapo"``: token-level averaging)."""
+    from trl import GRPOConfig, RLOOConfig
+
+    if algorithm not in ("rloo", "grpo"):
+        raise ValueError(f"algorithm must be 'rloo' or 'grpo', got {algorithm!r}")
+    if beta < 0:
+        raise ValueError(f"β must be ≥ 0, got {beta}")
+    if batch % mini_batch or batch % generations:
+        raise ValueError(
+            f"batch {batch} must be a multiple of mini_batch ({mini_batch}) and generations ({generations})"
+        )
+    per_round = batch // mini_batch
+    config = RLOOConfig if algorithm == "rloo" else GRPOConfig
+    return config(
+        output_dir=tempfile.mkdtemp(prefix=f"klcourse-{algorithm}-"),
+        per_device_train_batch_size=mini_batch,
+        steps_per_generation=per_round,
+        num_generations=generations,
+        num_iterations=epochs,
+        max_completion_length=MAX_RESPONSE_TOKENS,
+        max_steps=rounds * per_round * epochs,
+        beta=beta,
+        learning_rate=lr,
+        temperature=1.0,
+        bf16=False,
+        logging_steps=per_round * epochs,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+        seed=seed,
+    )
+
+
+def proxy_reward_function(world: World):
+    """The world's normalised proxy score as a TRL reward function of ``(prompts, completions)``."""
+
+    def proxy_reward(prompts, completions, **_):
+        texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions, strict=True)]
+        return world.normalise_scores(score_texts(world.reward_model, world.tokenizer, texts)).tolist()
+
+    return proxy_reward
+
+
+@dataclass
+class TRLRun:
+    """A TRL run: the trained policy, TRL's own log and the wall time."""
+
+    algorithm: str
+    beta: float
+    policy: PreTrainedModel
+    log: list[dict]
+    seconds: float
+
+
+def train_trl(
+    world: World,
+    algorithm: Algorithm,
+    *,
+    beta: float,
+    episodes: int,
+    batch: int = 64,
+    mini_batch: int = 16,
+    epochs: int = 2,
+    lr: float = 1e-4,
+    generations: int = 4,
+    seed: int = 0,
+) -> TRLRun:
+    """Train a copy of the world's SFT model with TRL's RLOO or GRPO against the proxy reward for
+    ``episodes`` completions (``episodes / batch`` rounds), printing nothing."""
+    from trl import GRPOTrainer, RLOOTrainer
+
+    rounds = max(1, episodes // batch)
+    args = trl_config(
+        algorithm,
+        beta=beta,
+        rounds=rounds,
+        batch=batch,
+        mini_batch=mini_batch,
+        epochs=epochs,
+        lr=lr,
+        generations=generations,
+        seed=seed,
+    )
+    trainer_class = RLOOTrainer if algorithm == "rloo" else GRPOTrainer
+    prompts = world.prompts(rounds * batch // generations * 2, seed=seed + 123)
+    trainer = trainer_class(
+        model=copy.deepcopy(world.reference).train(),
+        reward_funcs=proxy_reward_function(world),
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=world.tokenizer,
+    )
+    trainer.remove_callback(PrinterCallback)
+    t0 = time.perf_counter()
+    trainer.train()
+    policy = trainer.model.eval()
+    policy.__dict__.pop("forward", None)  # TRL's patched forward; sample like a plain model
+    return TRLRun(algorithm, beta, policy, trainer.state.log_history, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0) -> dict[str, float]:
+    """Proxy score, gold reward, well-formed rate and the KL to the reference of ``n`` fresh samples
+    of ``policy``: ``kl_sequence`` is the mean over responses of ``Σ_t k1_t`` (what RLOO and PPO
+    penalise), ``kl_token`` the mean of ``k1_t`` over all response tokens (what GRPO's loss and
+    TRL's logged ``kl`` average)."""
+    policy = policy.to(world.device).eval()
+    torch.manual_seed(seed)
+    rollout = sample(policy, world.tokenizer, world.prompts(n, seed=seed), max_new_tokens=MAX_RESPONSE_TOKENS)
+    mask = rollout.response_mask.to(world.device).float()
+    kl = per_token_kl(response_logprobs(policy, rollout), response_logprobs(world.reference, rollout), mask)
+    return {
+        "proxy_score": float(world.normalise_scores(score_rollout(world.reward_model, rollout)).mean()),
+        "gold_reward": float(world.gold(rollout.texts()).mean()),
+        "well_formed": well_formed_rate(rollout, world.grammar),
+        "kl_sequence": float(kl.sum(1).mean()),
+        "kl_token": float(kl.sum() / mask.sum()),
+        "tokens_per_response": float(mask.sum(1).mean()),
+    }
