@@ -176,18 +176,12 @@ def rloo_throughput(
     minibatches of ``mini_batch`` and reused for ``epochs`` iterations; β = 0.05, k1 in the reward.
     """
     import copy
-    import tempfile
 
     from datasets import Dataset
     from transformers import TrainerCallback
-    from trl import RLOOConfig, RLOOTrainer
+    from trl import RLOOTrainer
 
-    from klcourse.training import score_texts
-    from klcourse.world import MAX_RESPONSE_TOKENS
-
-    def proxy_reward(prompts, completions, **_):
-        texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions, strict=True)]
-        return world.normalise_scores(score_texts(world.reward_model, world.tokenizer, texts)).tolist()
+    from klcourse.trainers import proxy_reward_function, trl_config
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -198,30 +192,22 @@ def rloo_throughput(
 
     rounds = steps + 1
     per_round = batch // mini_batch  # optimizer steps per generation round per iteration
-    args = RLOOConfig(
-        output_dir=tempfile.mkdtemp(prefix="klcourse-rloo-"),
-        per_device_train_batch_size=mini_batch,
-        steps_per_generation=per_round,
-        num_generations=generations,
-        num_iterations=epochs,
-        max_completion_length=MAX_RESPONSE_TOKENS,
-        max_steps=rounds * per_round * epochs,
+    args = trl_config(
+        "rloo",
         beta=0.05,
-        learning_rate=3e-4,
-        temperature=1.0,
-        bf16=False,
-        logging_steps=10_000,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
+        rounds=rounds,
+        batch=batch,
+        mini_batch=mini_batch,
+        epochs=epochs,
+        lr=3e-4,
+        generations=generations,
         seed=0,
     )
     prompts = world.prompts(rounds * batch // generations * 2, seed=123)
     clock = StepClock()
     trainer = RLOOTrainer(
-        model=copy.deepcopy(world.reference).train(),
-        reward_funcs=proxy_reward,
+        model=copy.deepcopy(world.reference).requires_grad_(True),  # the world's models come frozen
+        reward_funcs=proxy_reward_function(world),
         args=args,
         train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=world.tokenizer,

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from klcourse.kl import bernoulli_kl, k1, k3, kl_divergence
 
@@ -76,6 +77,20 @@ def _k1_variance_coins(a: float, b: float) -> float:
     pa = np.array([a, 1 - a])
     lr = np.log(pa) - np.log(np.array([b, 1 - b]))
     return float((pa * lr**2).sum() - (pa * lr).sum() ** 2)
+
+
+def _k3_loss_first_logit() -> float:
+    from klcourse.gradients import expected_gradient
+
+    theta, ref = torch.zeros(2, dtype=torch.float64), torch.tensor([0.8, 0.2], dtype=torch.float64).log()
+    return float(expected_gradient(theta, ref, "k3", "loss")[0])
+
+
+def _rev_first_logit() -> float:
+    from klcourse.gradients import reverse_kl_gradient
+
+    theta, ref = torch.zeros(2, dtype=torch.float64), torch.tensor([0.8, 0.2], dtype=torch.float64).log()
+    return float(reverse_kl_gradient(theta, ref)[0])
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -364,6 +379,46 @@ EXERCISES: dict[str, Exercise] = {
                 ("d is √KL = 2, not the KL itself.", lambda: 4.0 * (1.0 - 0.5 * math.log(4.0))),
                 ("That is the best-of-n form d·(α − β·d); RL uses ln d.", lambda: 2.0 * (1.0 - 0.5 * 2.0)),
             ),
+        ),
+        Exercise(
+            key="07.1",
+            question=(
+                "π = (0.5, 0.5), π_ref = (0.8, 0.2). k3 used as a loss (GRPO): the expected gradient of the "
+                "penalty with respect to the first logit θ_0."
+            ),
+            answer=lambda: _k3_loss_first_logit(),
+            hint="As a loss, k3's expected gradient is ∇KL(π_ref ‖ π) = π − π_ref.",
+            slips=(
+                ("That is π_ref − π: descending the penalty must move π towards π_ref.", lambda: 0.3),
+                (
+                    "That is ∇KL(π ‖ π_ref), k1 as a reward; k3 as a loss follows the forward KL.",
+                    _rev_first_logit,
+                ),
+            ),
+        ),
+        Exercise(
+            key="07.2",
+            question=(
+                "Top-p sampling keeps S = 0.9 of the mass at each of 10 tokens. By how many nats does the "
+                "summed k1, scored with untruncated log-probs, under-count the KL of what was sampled?"
+            ),
+            answer=lambda: 10 * -math.log(0.9),
+            hint="Per token, log π(x) = log(π(x)/S) + log S: the shift is −log S, summed over tokens.",
+            slips=(
+                ("Use the natural log: KL is in nats.", lambda: 10 * -math.log10(0.9)),
+                ("Sum the shift over all 10 tokens.", lambda: -math.log(0.9)),
+                ("The mass dropped is 0.1, but the shift is −log S, not 1 − S.", lambda: 10 * 0.1),
+            ),
+        ),
+        Exercise(
+            key="07.3",
+            question=(
+                "A trainer logs a per-token mean KL of 0.05 nats on responses of 40 tokens. What "
+                "per-sequence KL (the sum, as RLOO and PPO penalise) is that?"
+            ),
+            answer=lambda: 0.05 * 40,
+            hint="The sequence KL is the sum of the per-token KLs (chain rule).",
+            slips=(("Multiply by the length: the sum of 40 per-token values.", lambda: 0.05 / 40),),
         ),
     ]
 }

@@ -26,6 +26,7 @@ log-probability only, and misses the terms through the later tokens (Tang & Muno
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -239,7 +240,11 @@ def sequence_gradients(
     )
 
 
+#: Below this norm a gradient counts as the zero vector, whose direction is undefined.
+ZERO_NORM = 1e-12
+
+
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``a·b / (‖a‖ ‖b‖)``, or 0 when either is the zero vector."""
+    """``a·b / (‖a‖ ‖b‖)``; NaN when either is (numerically) the zero vector, which has no direction."""
     na, nb = a.norm(), b.norm()
-    return 0.0 if na == 0 or nb == 0 else float((a * b).sum() / (na * nb))
+    return math.nan if na <= ZERO_NORM or nb <= ZERO_NORM else float((a * b).sum() / (na * nb))

@@ -96,3 +96,17 @@ def exact_per_token_kl(
     lp = (policy_logits.float() / temperature).log_softmax(-1)
     lq = (ref_logits.float() / temperature).log_softmax(-1)
     return kl_from_logprobs(lp, lq, validate=False) * mask.to(lp.device)
+
+
+def top_p_kept(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Which tokens top-p (nucleus) sampling keeps at each position, ``[..., V]`` booleans: the
+    smallest set of most likely tokens whose probability reaches ``top_p`` (at least one token),
+    the rule of ``transformers``' ``TopPLogitsWarper``. The kept mass is
+    ``S = Σ_{x kept} π(x)``; the sampler draws from ``π(x)/S`` on the kept set."""
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    sorted_logits, order = logits.sort(-1)  # ascending, as transformers does
+    cumulative = sorted_logits.softmax(-1).cumsum(-1)
+    drop = cumulative <= 1 - top_p
+    drop[..., -1] = False
+    return ~drop.scatter(-1, order, drop)

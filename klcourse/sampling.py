@@ -68,12 +68,17 @@ def sample(
     *,
     max_new_tokens: int,
     temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> Rollout:
-    """Sample one response per prompt from ``policy`` at ``temperature`` (pure sampling: no top-k,
-    no top-p), using torch's global generator (seed it with :func:`klcourse.seeding.set_seed`).
+    """Sample one response per prompt from ``policy`` at ``temperature``, using torch's global
+    generator (seed it with :func:`klcourse.seeding.set_seed`). Pure sampling by default; with
+    ``top_p < 1`` each token is drawn from the smallest set of tokens holding ``top_p`` of the
+    mass, renormalised (:func:`klcourse.logprobs.top_p_kept` says which set).
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     device = next(policy.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
     out = policy.generate(
@@ -81,7 +86,7 @@ def sample(
         do_sample=True,
         temperature=temperature,
         top_k=0,
-        top_p=1.0,
+        top_p=top_p,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,7 +29,7 @@ from transformers import PreTrainedModel, PrinterCallback
 from klcourse.logprobs import per_token_kl, response_logprobs
 from klcourse.ppo import score_rollout
 from klcourse.sampling import sample, well_formed_rate
-from klcourse.training import score_texts
+from klcourse.training import no_checkpointing, score_texts
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 
 Algorithm = Literal["rloo", "grpo"]
@@ -74,6 +75,7 @@ def trl_config(
         learning_rate=lr,
         temperature=1.0,
         bf16=False,
+        **no_checkpointing(config),
         logging_steps=per_round * epochs,
         save_strategy="no",
         report_to="none",
@@ -136,7 +138,7 @@ def train_trl(
     trainer_class = RLOOTrainer if algorithm == "rloo" else GRPOTrainer
     prompts = world.prompts(rounds * batch // generations * 2, seed=seed + 123)
     trainer = trainer_class(
-        model=copy.deepcopy(world.reference).train(),
+        model=copy.deepcopy(world.reference).requires_grad_(True),
         reward_funcs=proxy_reward_function(world),
         args=args,
         train_dataset=Dataset.from_dict({"prompt": prompts}),
@@ -144,7 +146,9 @@ def train_trl(
     )
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
-    trainer.train()
+    with warnings.catch_warnings():  # TRL calls transformers' deprecated checkpointing names
+        warnings.simplefilter("ignore", FutureWarning)
+        trainer.train()
     policy = trainer.model.eval()
     policy.__dict__.pop("forward", None)  # TRL's patched forward; sample like a plain model
     return TRLRun(algorithm, beta, policy, trainer.state.log_history, time.perf_counter() - t0)

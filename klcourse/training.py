@@ -60,18 +60,19 @@ def new_reward_model(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig) -> GP
     return GPT2ForSequenceClassification(_gpt2_config(tokenizer, cfg, num_labels=1))
 
 
+def no_checkpointing(config_class: type) -> dict[str, bool]:
+    """Trainer arguments that switch gradient (activation) checkpointing off, under the name
+    ``config_class`` knows: transformers renamed the argument during 5.x."""
+    renamed = "activation_checkpointing" in config_class.__dataclass_fields__
+    return {"activation_checkpointing" if renamed else "gradient_checkpointing": False}
+
+
 def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> dict:
     """Trainer arguments shared by both runs, chosen for speed on a CPU.
 
     bf16 autocast and gradient checkpointing (TRL's defaults where supported) are switched off:
     on a CPU without bf16 matrix units they make these small models about 8× slower.
     """
-    # transformers renamed gradient_checkpointing to activation_checkpointing during 5.x
-    checkpointing = (
-        "activation_checkpointing"
-        if "activation_checkpointing" in SFTConfig.__dataclass_fields__
-        else "gradient_checkpointing"
-    )
     return dict(
         output_dir=tempfile.mkdtemp(prefix="klcourse-trainer-"),
         num_train_epochs=epochs,
@@ -87,7 +88,7 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
         seed=seed,
         data_seed=seed,
         bf16=False,
-        **{checkpointing: False},
+        **no_checkpointing(SFTConfig),
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,  # the trainers' own bars and notebook tables: replaced by _Progress
         dataloader_num_workers=0,
