@@ -15,7 +15,9 @@ Modules, one concept each:
 * :mod:`klcourse.chain_rule` — the sequence-KL chain rule, checked by enumeration.
 * :mod:`klcourse.ppo` — PPO with a KL penalty; :mod:`klcourse.optimal` — π* and best-of-n;
   :mod:`klcourse.scaling` — Gao et al.'s over-optimisation forms; :mod:`klcourse.sweep` —
-  resumable β ablations with standard errors.
+  resumable β ablations with standard errors; :mod:`klcourse.gradients` — the exact gradient of
+  each KL estimator as a reward or as a loss; :mod:`klcourse.trainers` — TRL's RLOO and GRPO on
+  the world, and one evaluation for every policy.
 * :mod:`klcourse.bench` — benchmarks; :mod:`klcourse.heatmap`, :mod:`klcourse.widgets` — plots;
   :mod:`klcourse.exercises` — the exercise checker; :mod:`klcourse.config`,
   :mod:`klcourse.seeding`, :mod:`klcourse.settings` (the environment variables),

@@ -1,0 +1,74 @@
+"""TRL's RLOO and GRPO on the smoke world, the common evaluation, and top-p's kept set."""
+
+import math
+
+import pytest
+import torch
+from transformers.generation.logits_process import TopPLogitsWarper
+
+from klcourse.logprobs import response_logits, top_p_kept
+from klcourse.sampling import sample
+from klcourse.trainers import evaluate, train_trl, trl_config
+from klcourse.world import MAX_RESPONSE_TOKENS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm, beta", [("rloo", 0.1), ("grpo", 0.1), ("grpo", 0.0)])
+def test_trl_trainers_train_on_the_world(smoke_world, algorithm, beta):
+    run = train_trl(smoke_world, algorithm, beta=beta, episodes=64, batch=16, mini_batch=8, epochs=1)
+    moved = [
+        (p - q).abs().max().item()
+        for p, q in zip(run.policy.parameters(), smoke_world.reference.parameters(), strict=True)
+    ]
+    assert max(moved) > 0, "the policy was trained"
+    assert run.log and run.seconds > 0
+    stats = evaluate(smoke_world, run.policy, n=64)
+    assert all(math.isfinite(v) for v in stats.values())
+    assert stats["kl_sequence"] > 0
+    assert stats["kl_sequence"] == pytest.approx(stats["kl_token"] * stats["tokens_per_response"], rel=1e-6)
+
+
+def test_the_reference_is_at_kl_zero_from_itself(smoke_world):
+    stats = evaluate(smoke_world, smoke_world.reference, n=32)
+    assert stats["kl_sequence"] == 0 and stats["kl_token"] == 0
+    assert 0 <= stats["well_formed"] <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(algorithm="ppo"), "algorithm must be"),
+        (dict(beta=-0.1), "β must be ≥ 0"),
+        (dict(batch=10), "multiple of mini_batch"),
+    ],
+)
+def test_bad_trl_settings_are_named(kwargs, message):
+    settings = dict(algorithm="rloo", beta=0.1, rounds=1, batch=16, mini_batch=8, epochs=1, lr=1e-4)
+    settings |= dict(generations=4, seed=0) | kwargs
+    algorithm = settings.pop("algorithm")
+    with pytest.raises(ValueError, match=message):
+        trl_config(algorithm, **settings)
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.8, 0.95, 1.0])
+def test_top_p_kept_matches_transformers(top_p):
+    logits = torch.randn(4, 6, 50, generator=torch.Generator().manual_seed(0))
+    warped = TopPLogitsWarper(top_p)(None, logits.reshape(-1, 50).clone()).reshape(logits.shape)
+    assert torch.equal(top_p_kept(logits, top_p), torch.isfinite(warped))
+
+
+def test_top_p_samples_stay_in_the_kept_set(smoke_world):
+    torch.manual_seed(0)
+    rollout = sample(
+        smoke_world.reference,
+        smoke_world.tokenizer,
+        smoke_world.prompts(32, seed=0),
+        max_new_tokens=MAX_RESPONSE_TOKENS,
+        top_p=0.5,
+    )
+    with torch.no_grad():
+        kept = top_p_kept(response_logits(smoke_world.reference, rollout), 0.5)
+    inside = kept.gather(-1, rollout.response_ids[..., None]).squeeze(-1) | ~rollout.response_mask.bool()
+    assert inside.all()
+    with pytest.raises(ValueError, match="top_p"):
+        top_p_kept(kept.float(), 0.0)
