@@ -21,6 +21,15 @@ from klcourse.config import PRESETS, Preset, get_preset
 PROG = "python -m klcourse"
 
 
+class _Adaptive(argparse.Action):
+    """``--adaptive BETA0 TARGET HORIZON``: three positive numbers, the horizon a whole number."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        if values[2] != int(values[2]):
+            parser.error(f"argument --adaptive: HORIZON must be a whole number, got {values[2]:g}")
+        setattr(namespace, self.dest, values)
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's grammar, with every value checked by its type."""
     p = cli.Parser(prog=PROG)
@@ -38,6 +47,7 @@ def parser() -> argparse.ArgumentParser:
         type=cli.positive_float,
         nargs=3,
         metavar=("BETA0", "TARGET", "HORIZON"),
+        action=_Adaptive,
         help="the adaptive-KL run: from BETA0 towards TARGET nats, HORIZON episodes (default: the preset's)",
     )
     s.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
@@ -56,8 +66,6 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run the chosen command."""
     p = parser()
     args = p.parse_args(argv)
-    if args.command == "sweep" and args.adaptive and args.adaptive[2] != int(args.adaptive[2]):
-        p.error(f"argument --adaptive: HORIZON must be a whole number of episodes, got {args.adaptive[2]:g}")
     argv = argv if argv is not None else sys.argv[1:]
     where: dict[str, Path] = {}
     cli.run(lambda: _run(p, args, argv, where), PROG, lambda: _kept(args.command, where))
