@@ -118,18 +118,10 @@ def run(main: Callable[[], int | None], prog: str, interrupted: Callable[[], str
 
     * a :class:`~klcourse.settings.SettingError` (a bad environment variable or value) → exit 2;
     * a file that cannot be written (disk full, no permission, read-only) → exit 1;
-    * Ctrl-C → ``interrupted()`` (what was kept and how to resume) → exit 130, also when a library
-      turns the ``KeyboardInterrupt`` into another error while it cleans up (nbclient does).
+    * Ctrl-C → ``interrupted()`` (what was kept and how to resume) → exit 130.
 
     Any other exception is a bug and keeps its traceback.
     """
-    received: list[int] = []
-
-    def on_sigint(signum: int, frame: object) -> None:
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_sigint)
     try:
         status = main()
     except SettingError as e:
@@ -137,10 +129,8 @@ def run(main: Callable[[], int | None], prog: str, interrupted: Callable[[], str
         sys.exit(2)
     except KeyboardInterrupt:
         _stop(prog, interrupted)
-    except Exception as e:
-        if received:
-            _stop(prog, interrupted)
-        if not isinstance(e, OSError) or e.errno not in _UNWRITABLE:
+    except OSError as e:
+        if e.errno not in _UNWRITABLE:
             raise
         where = f" {e.filename}" if e.filename else ""
         reason = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else e.strerror

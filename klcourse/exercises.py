@@ -79,18 +79,18 @@ def _k1_variance_coins(a: float, b: float) -> float:
     return float((pa * lr**2).sum() - (pa * lr).sum() ** 2)
 
 
-def _k3_loss_first_logit() -> float:
-    from klcourse.gradients import expected_gradient
+def _first_logit_07_1(gradient: str) -> float:
+    """07.1's π = (0.5, 0.5), π_ref = (0.8, 0.2): the first logit's component of the expected gradient
+    of k3 as a loss (``"k3 loss"``) or of ∇KL(π‖ref) (``"reverse"``)."""
+    from klcourse.gradients import expected_gradient, reverse_kl_gradient
 
     theta, ref = torch.zeros(2, dtype=torch.float64), torch.tensor([0.8, 0.2], dtype=torch.float64).log()
-    return float(expected_gradient(theta, ref, "k3", "loss")[0])
-
-
-def _rev_first_logit() -> float:
-    from klcourse.gradients import reverse_kl_gradient
-
-    theta, ref = torch.zeros(2, dtype=torch.float64), torch.tensor([0.8, 0.2], dtype=torch.float64).log()
-    return float(reverse_kl_gradient(theta, ref)[0])
+    grad = (
+        expected_gradient(theta, ref, "k3", "loss")
+        if gradient == "k3 loss"
+        else reverse_kl_gradient(theta, ref)
+    )
+    return float(grad[0])
 
 
 EXERCISES: dict[str, Exercise] = {
@@ -386,13 +386,13 @@ EXERCISES: dict[str, Exercise] = {
                 "π = (0.5, 0.5), π_ref = (0.8, 0.2). k3 used as a loss (GRPO): the expected gradient of the "
                 "penalty with respect to the first logit θ_0."
             ),
-            answer=lambda: _k3_loss_first_logit(),
+            answer=lambda: _first_logit_07_1("k3 loss"),
             hint="As a loss, k3's expected gradient is ∇KL(π_ref ‖ π) = π − π_ref.",
             slips=(
                 ("That is π_ref − π: descending the penalty must move π towards π_ref.", lambda: 0.3),
                 (
                     "That is ∇KL(π ‖ π_ref), k1 as a reward; k3 as a loss follows the forward KL.",
-                    _rev_first_logit,
+                    lambda: _first_logit_07_1("reverse"),
                 ),
             ),
         ),

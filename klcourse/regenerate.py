@@ -9,6 +9,7 @@ already written and prints the command that finishes the rest.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -62,15 +63,34 @@ def run_notebook(path: Path, timeout: int = 1800, write: bool = True) -> float:
     return seconds
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.cli.run`)."""
-    parser = cli.Parser(prog=PROG, description=__doc__.splitlines()[0])
+def notebook_parser(prog: str, description: str) -> cli.Parser:
+    """A command line that takes notebooks: those named, else every course notebook under ``--root``."""
+    parser = cli.Parser(prog=prog, description=description)
     parser.add_argument("notebooks", nargs="*", type=cli.notebook, help="default: every course notebook")
     parser.add_argument("--root", type=cli.folder, default="notebooks", help="default: notebooks")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def chosen_notebooks(parser: cli.Parser, args: argparse.Namespace) -> list[Path]:
+    """The notebooks named on the command line, else every course notebook under ``--root``."""
     paths = args.notebooks or notebook_paths(args.root)
     if not paths:
         parser.error(f"argument --root: no notebooks found under {str(args.root)!r}")
+    return paths
+
+
+def prepare_environment() -> None:
+    """The laptop preset unless ``KLCOURSE_PRESET`` says otherwise; every variable the kernels will
+    read is checked first (:class:`~klcourse.settings.SettingError` names a bad one)."""
+    os.environ.setdefault(PRESET_ENV, "laptop")
+    check_environment(PRESETS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.cli.run`)."""
+    parser = notebook_parser(PROG, __doc__.splitlines()[0])
+    args = parser.parse_args(argv)
+    paths = chosen_notebooks(parser, args)
     done: list[Path] = []
 
     def interrupted() -> str:
@@ -84,8 +104,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _regenerate(paths: list[Path], done: list[Path]) -> None:
-    os.environ.setdefault(PRESET_ENV, "laptop")
-    check_environment(PRESETS)  # the kernels read the same variables
+    prepare_environment()
     total = 0.0
     for path in paths:
         seconds = run_notebook(path)

@@ -15,9 +15,8 @@ import os
 from nbclient.exceptions import CellExecutionError
 
 from klcourse import cli
-from klcourse.config import PRESETS
-from klcourse.regenerate import notebook_paths, run_notebook
-from klcourse.settings import PRESET_ENV, SEED_ENV, check_environment
+from klcourse.regenerate import chosen_notebooks, notebook_parser, prepare_environment, run_notebook
+from klcourse.settings import SEED_ENV
 
 PROG = "python -m klcourse.seedcheck"
 
@@ -30,18 +29,13 @@ def _failure(error: CellExecutionError) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the notebooks for every seed; return 0 if all passed, else 1."""
-    parser = cli.Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = notebook_parser(PROG, __doc__.splitlines()[0])
     parser.add_argument(
         "--seeds", type=cli.non_negative_int, nargs="+", required=True, help="values of KLCOURSE_SEED"
     )
-    parser.add_argument("notebooks", nargs="*", type=cli.notebook, help="default: every course notebook")
-    parser.add_argument("--root", type=cli.folder, default="notebooks", help="default: notebooks")
     args = parser.parse_args(argv)
-    paths = args.notebooks or notebook_paths(args.root)
-    if not paths:
-        parser.error(f"argument --root: no notebooks found under {str(args.root)!r}")
-    os.environ.setdefault(PRESET_ENV, "laptop")
-    check_environment(PRESETS)
+    paths = chosen_notebooks(parser, args)
+    prepare_environment()
     failed = 0
     before = os.environ.get(SEED_ENV)
     try:

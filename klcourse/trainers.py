@@ -29,7 +29,7 @@ from transformers import PreTrainedModel, PrinterCallback
 from klcourse.logprobs import per_token_kl, response_logprobs
 from klcourse.ppo import score_rollout
 from klcourse.sampling import sample, well_formed_rate
-from klcourse.training import no_checkpointing, score_texts
+from klcourse.training import no_checkpointing, score_texts, unpatched
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 
 Algorithm = Literal["rloo", "grpo"]
@@ -149,8 +149,7 @@ def train_trl(
     with warnings.catch_warnings():  # TRL calls transformers' deprecated checkpointing names
         warnings.simplefilter("ignore", FutureWarning)
         trainer.train()
-    policy = trainer.model.eval()
-    policy.__dict__.pop("forward", None)  # TRL's patched forward; sample like a plain model
+    policy = unpatched(trainer.model).eval()
     return TRLRun(algorithm, beta, policy, trainer.state.log_history, time.perf_counter() - t0)
 
 

@@ -122,15 +122,20 @@ def _fit(trainer: Trainer, desc: str, progress: bool) -> PreTrainedModel:
 
     The trainers would print their final metric dict (``PrinterCallback``) into a notebook cell's
     output; TRL's ``SFTTrainer`` also replaces the model's ``forward`` on the instance, which is
-    undone here so the model samples and scores like one loaded from disk.
+    undone here (:func:`unpatched`).
     """
     trainer.remove_callback(PrinterCallback)
     if progress:
         trainer.add_callback(_Progress(desc))
     trainer.train()
-    model = trainer.model
+    return unpatched(trainer.model).eval()
+
+
+def unpatched(model: PreTrainedModel) -> PreTrainedModel:
+    """``model`` with TRL's per-instance ``forward`` patch (``SFTTrainer``, ``GRPOTrainer``) removed,
+    so that it samples and scores like the same weights loaded from disk."""
     model.__dict__.pop("forward", None)
-    return model.eval()
+    return model
 
 
 def _ids_with_eos(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
