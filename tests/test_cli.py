@@ -113,6 +113,8 @@ def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 300) -> tupl
 
 
 def _popen(args: list[str], env: dict) -> subprocess.Popen:
+    """``python args…`` as a terminal would start it: with Ctrl-C's default disposition, even when
+    this test runs under a parent that ignores SIGINT (a shell's background job, as CI may be)."""
     return subprocess.Popen(
         [sys.executable, *args],
         stdout=subprocess.PIPE,
@@ -120,6 +122,7 @@ def _popen(args: list[str], env: dict) -> subprocess.Popen:
         text=True,
         env={**os.environ, **env, "OMP_NUM_THREADS": "1"},
         cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
