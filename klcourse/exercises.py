@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from klcourse.coding import CODING, CodeFeedback, check_function
 from klcourse.kl import bernoulli_kl, k1, k3, kl_divergence
 
 _POLICY_LP = (-0.5, -1.2, -0.1)
@@ -463,19 +464,24 @@ def _as_number(answer: object) -> float | str:
         return f"you passed a {type(answer).__name__}"
 
 
-def check(key: str, answer: object) -> Feedback:
+def check(key: str, answer: object) -> Feedback | CodeFeedback:
     """Check ``answer`` to exercise ``key``: right means within the exercise's relative tolerance
-    (0.1 % unless it says otherwise). A wrong answer that matches a known slip names the slip.
+    (0.1 % unless it says otherwise). A wrong answer that matches a known slip names the slip; any
+    other wrong answer gets the hint. For a coding exercise (:data:`klcourse.coding.CODING`),
+    ``answer`` is the learner's function and :func:`klcourse.coding.check_function` runs it.
 
-    ``None`` means "not answered yet": the feedback repeats the question and gives a hint. Any
+    ``None`` means "not answered yet": the feedback repeats the question, without the hint. Any
     other input that is not one number (text, an array, a function, NaN) gets feedback saying so,
     never an exception.
     """
+    if key in CODING:
+        return check_function(CODING[key], answer)
     if key not in EXERCISES:
-        return Feedback(False, f"✗ there is no exercise {key!r}; the exercises are {', '.join(EXERCISES)}.")
+        known = ", ".join(sorted([*EXERCISES, *CODING]))
+        return Feedback(False, f"✗ there is no exercise {key!r}; the exercises are {known}.")
     ex = EXERCISES[key]
     if answer is None:
-        return Feedback(False, f"… {key} not answered yet: {ex.question} Hint: {ex.hint}")
+        return Feedback(False, f"… {key} not answered yet: {ex.question} (A hint comes with a wrong answer.)")
     value = _as_number(answer)
     if isinstance(value, str):
         return Feedback(False, f"✗ {key}: the answer should be one number, but {value}.")

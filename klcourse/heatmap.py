@@ -17,21 +17,33 @@ def token_heatmap(
     label: str = "per-token KL (nats)",
     row_labels: Sequence[str] | None = None,
     ax=None,
+    quantile: float = 0.95,
 ):
     """Draw ``rows`` of tokens, token ``j`` of row ``i`` coloured by ``values[i][j]``.
 
     Signed values (any negative) use a diverging map centred on 0, so negative k1 values show in
-    blue; non-negative values use a sequential map. Returns the matplotlib axes.
+    blue; non-negative values use a sequential map. The colour scale ends at the ``quantile`` of
+    ``|value|``, so that one outlier does not wash every other token out; tokens beyond it take the
+    end colour and the colour bar shows an arrow. Returns the matplotlib axes.
     """
     if len(rows) != len(values) or any(len(r) != len(v) for r, v in zip(rows, values, strict=True)):
         raise ValueError("rows and values must have the same shape")
+    if not 0 < quantile <= 1:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
     flat = np.concatenate([np.asarray(v, float) for v in values]) if rows else np.zeros(1)
+    if not np.isfinite(flat).all():
+        raise ValueError("values must be finite")
+    bound = max(float(np.quantile(np.abs(flat), quantile)), 1e-9)
     lo, hi = float(flat.min()), float(flat.max())
     if lo < 0:
-        bound = max(-lo, hi, 1e-9)
         norm, cmap = TwoSlopeNorm(0.0, -bound, bound), plt.get_cmap("coolwarm")
+        below, above = lo < -bound, hi > bound
+        extend = {(False, False): "neither", (True, False): "min", (False, True): "max"}.get(
+            (below, above), "both"
+        )
     else:
-        norm, cmap = Normalize(0.0, max(hi, 1e-9)), plt.get_cmap("Reds")
+        norm, cmap = Normalize(0.0, bound, clip=True), plt.get_cmap("Reds")
+        extend = "max" if hi > bound else "neither"
     if ax is None:
         width = max(6.0, 0.75 * max((len(r) for r in rows), default=1) + 2.5)
         _, ax = plt.subplots(figsize=(width, 0.45 * len(rows) + 1.0))
@@ -46,7 +58,9 @@ def token_heatmap(
     ax.grid(False)
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
-    ax.figure.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label, fraction=0.03)
+    ax.figure.colorbar(
+        plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=label, fraction=0.03, extend=extend
+    )
     if title:
         ax.set_title(title)
     return ax

@@ -89,6 +89,19 @@ def _check_samples(rewards, values, groups) -> tuple[np.ndarray, np.ndarray, np.
     return rewards, values, groups
 
 
+def effective_sample_size(weights) -> float:
+    """Kish's effective sample size of importance weights: ``ESS = (Σ w_i)² / Σ w_i²``, which is
+    ``1/Σ w_i²`` for weights that sum to 1; between 1 (one weight carries all) and N (equal weights)."""
+    w = np.asarray(weights, dtype=float)
+    if w.ndim != 1 or w.size == 0:
+        raise ValueError(f"weights must be a non-empty 1-D array, got shape {w.shape}")
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("weights must be finite and non-negative")
+    if not w.any():
+        raise ValueError("weights are all 0")
+    return float(w.sum() ** 2 / (w**2).sum())
+
+
 def snis_weights(rewards: np.ndarray, beta: float, groups: np.ndarray | None = None) -> np.ndarray:
     """π*'s weight on each of N reference samples, by self-normalised importance sampling per prompt.
 
@@ -135,7 +148,7 @@ def snis_frontier(
             share = here.sum() / rewards.size
             a = rewards[here] / beta
             mean_log_z += share * (a.max() + math.log(np.exp(a - a.max()).mean()))
-            ess_g = float(1.0 / ((weights[here] / share) ** 2).sum())
+            ess_g = effective_sample_size(weights[here])
             ess += ess_g
             min_fraction = min(min_fraction, ess_g / here.sum())
         kl = max(reward / beta - mean_log_z, 0.0)

@@ -5,12 +5,18 @@ fresh kernel, top to bottom, on the ``laptop`` preset unless ``KLCOURSE_PRESET``
 writes the outputs back in place (atomically: a notebook on disk is either the old one or the
 new one, never half-written) and prints each notebook's wall time. Ctrl-C keeps the notebooks
 already written and prints the command that finishes the rest.
+
+Each wall time is also written where a learner reads it, from this one measurement: the notebook's
+``**Run time**`` line (the first line of its header that starts so) and its row of the README's
+notebook table (the last column), both through :data:`RUNTIMES`, ``notebooks/runtimes.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -25,6 +31,9 @@ from klcourse.config import PRESETS
 from klcourse.settings import PRESET_ENV, check_environment
 
 PROG = "python -m klcourse.regenerate"
+#: Each notebook's last measured wall time, in seconds, by file name: the one source of the run times.
+RUNTIMES = "runtimes.json"
+_RUN_TIME_LINE = re.compile(r"^\*\*Run time\*\*.*$", re.MULTILINE)
 
 
 def notebook_paths(root: Path) -> list[Path]:
@@ -58,9 +67,52 @@ def run_notebook(path: Path, timeout: int = 1800, write: bool = True) -> float:
         raise
     seconds = time.perf_counter() - t0
     if write:
+        stamp_run_time(nb, seconds)
         text = nbformat.writes(nb)
         write_atomic(path, text if text.endswith("\n") else text + "\n")
     return seconds
+
+
+def run_time_line(seconds: float) -> str:
+    """The header line that states a notebook's measured run time, with the preset and the cores."""
+    return (
+        f"**Run time**: {seconds:.0f} s, measured by `{PROG}` (the whole notebook in a fresh kernel, "
+        f"{os.environ.get(PRESET_ENV, 'laptop')} preset, {os.cpu_count()} CPU cores)."
+    )
+
+
+def stamp_run_time(nb: nbformat.NotebookNode, seconds: float) -> bool:
+    """Replace the ``**Run time**`` line of the notebook's first markdown cell; whether it had one."""
+    header = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+    if header is None or not _RUN_TIME_LINE.search(header.source):
+        return False
+    header.source = _RUN_TIME_LINE.sub(lambda _: run_time_line(seconds), header.source, count=1)
+    return True
+
+
+def record_run_times(root: Path, measured: dict[Path, float]) -> dict[str, float]:
+    """Merge ``measured`` into ``root/runtimes.json`` (atomically) and return every recorded time."""
+    path = root / RUNTIMES
+    times = json.loads(path.read_text()) if path.exists() else {}
+    times.update({p.name: round(s, 1) for p, s in measured.items()})
+    write_atomic(path, json.dumps(dict(sorted(times.items())), indent=1) + "\n")
+    return times
+
+
+def stamp_readme(readme: Path, times: dict[str, float]) -> None:
+    """Write each notebook's time into the last column of its row of the README's notebook table
+    (rows that start with ``| `NN_name` |``)."""
+    if not readme.exists():
+        return
+    lines = readme.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        match = re.match(r"\| `([0-9][0-9]_[^`]+)` \|", line)
+        name = f"{match.group(1)}.ipynb" if match else None
+        if name in times:
+            cells = line.rstrip("\n").rstrip("|").split("|")
+            cells[-1] = f" {times[name]:.0f} s "
+            lines[i] = "|".join(cells) + "|\n"
+    write_atomic(readme, "".join(lines))
 
 
 def notebook_parser(prog: str, description: str) -> cli.Parser:
@@ -110,6 +162,8 @@ def _regenerate(paths: list[Path], done: list[Path]) -> None:
         seconds = run_notebook(path)
         done.append(path)
         total += seconds
+        folder = path.parent.parent if path.parent.name == "solutions" else path.parent
+        stamp_readme(folder.resolve().parent / "README.md", record_run_times(folder, {path: seconds}))
         print(f"{seconds:7.1f} s  {path}", flush=True)
     print(f"{total:7.1f} s  total ({os.environ[PRESET_ENV]} preset)")
 

@@ -44,11 +44,16 @@ class Rollout:
         return [f"{p} {r}".strip() for p, r in zip(self.prompts, self.responses, strict=True)]
 
 
+def every_prompt(grammar: Grammar) -> list[str]:
+    """The grammar's prompts ``"the <subject>"``, one per subject, in table order."""
+    return [f"the {subject}" for subject in grammar.subjects]
+
+
 def review_prompts(grammar: Grammar, n: int, rng: np.random.Generator) -> list[str]:
     """``n`` prompts ``"the <subject>"`` with subjects drawn from the grammar's distribution."""
-    subjects = list(grammar.subjects)
-    picks = rng.choice(len(subjects), size=n, p=np.fromiter(grammar.subjects.values(), float))
-    return [f"the {subjects[i]}" for i in picks]
+    prompts = every_prompt(grammar)
+    picks = rng.choice(len(prompts), size=n, p=np.fromiter(grammar.subjects.values(), float))
+    return [prompts[i] for i in picks]
 
 
 def response_mask(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:

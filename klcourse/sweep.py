@@ -33,11 +33,17 @@ from tqdm.auto import tqdm
 
 from klcourse.artifacts import cache_root, config_key, write_atomic
 from klcourse.config import Preset
+from klcourse.diversity import Diversity, measure
 from klcourse.ppo import config_for, train
+from klcourse.sampling import every_prompt
 from klcourse.world import World, load_world
 
 #: How many final steps the summary averages over.
 SUMMARY_STEPS = 5
+#: Responses sampled per prompt from each run's final policy to measure its diversity.
+DIVERSITY_SAMPLES = 64
+#: Seed of those samples (plus the run's seed): a stream apart from the ones training used.
+DIVERSITY_SEED = 50_000
 
 
 @dataclass(frozen=True)
@@ -159,12 +165,26 @@ def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> d
         "config": asdict(config),
         "summary": summary,
         "final_samples": metrics["samples"].iloc[-1].split(" | "),
+        "diversity": final_diversity(world, result.policy, config.max_new_tokens, spec.seed).as_dict(),
         "metrics": json.loads(metrics.to_json(orient="records")),
         "seconds": time.perf_counter() - t0,
         "provenance": provenance(world),
     }
     write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
     return payload
+
+
+def final_diversity(world: World, policy, max_new_tokens: int, seed: int) -> Diversity:
+    """:func:`klcourse.diversity.measure` of ``policy`` on every prompt of the world's grammar,
+    :data:`DIVERSITY_SAMPLES` responses each, seeded with ``DIVERSITY_SEED + seed``."""
+    return measure(
+        policy,
+        world.tokenizer,
+        every_prompt(world.grammar),
+        samples_per_prompt=DIVERSITY_SAMPLES,
+        max_new_tokens=max_new_tokens,
+        seed=DIVERSITY_SEED + seed,
+    )
 
 
 def run_sweep(
@@ -239,16 +259,28 @@ def collect(out_dir: Path) -> dict[str, dict]:
 def summarise(results: dict[str, dict]) -> pd.DataFrame:
     """One row per fixed β: the number of seeds and, over seeds, the mean and standard error
     ``SE = std/√n`` of each run's summary (last steps' mean) of KL, proxy, gold and well-formed rate."""
+    return _per_beta(results, "summary", ("kl_k1", "proxy_score", "gold_reward", "well_formed"))
+
+
+def summarise_diversity(results: dict[str, dict]) -> pd.DataFrame:
+    """:func:`summarise` for the diversity of each run's final policy (:func:`final_diversity`):
+    distinct-1, distinct-2, modal share and per-prompt entropy per fixed β, mean and SE over seeds."""
+    return _per_beta(results, "diversity", ("distinct_1", "distinct_2", "modal_share", "entropy"))
+
+
+def _per_beta(results: dict[str, dict], part: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """One row per fixed β: ``seeds`` and, for each column of the runs' ``part``, the mean over seeds and
+    its standard error ``<column>_se = std/√seeds`` (0 for one seed)."""
     rows = [
-        {"beta": r["spec"]["beta"], **r["summary"]}
+        {"beta": r["spec"]["beta"], **r[part]}
         for r in results.values()
-        if r["spec"]["adaptive_target"] is None
+        if r["spec"]["adaptive_target"] is None and part in r
     ]
     if not rows:
-        raise ValueError("no fixed-β runs to summarise")
+        raise ValueError(f"no fixed-β runs with a {part} to summarise")
     grouped = pd.DataFrame(rows).groupby("beta")
     out = grouped.size().rename("seeds").to_frame()
-    for col in ("kl_k1", "proxy_score", "gold_reward", "well_formed"):
+    for col in columns:
         out[col] = grouped[col].mean()
         out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
     return out.reset_index()

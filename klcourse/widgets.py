@@ -21,6 +21,7 @@ def coin_bars(a: float, b: float, ax=None):
     ax.bar(x + 0.2, [b, 1 - b], width=0.4, label=f"B (heads {b:.2f})")
     ax.set_xticks(x, ["heads", "tails"])
     ax.set_ylim(0, 1)
+    ax.set_ylabel("probability")
     ax.legend(loc="upper right")
     ax.set_title(f"KL(A‖B) = {bernoulli_kl(a, b):.4f} nats   KL(B‖A) = {bernoulli_kl(b, a):.4f} nats")
     return ax
@@ -49,7 +50,8 @@ def coin_kl_map(n: int = 199, mark: tuple[float, float] | None = (0.7, 0.5)):
 
 
 def coin_explorer(static: bool = False):
-    """Sliders for both coins when ipywidgets can render, else the static :func:`coin_kl_map`."""
+    """Sliders for both coins when ipywidgets can render (an ``ipywidgets.interactive`` widget), else the
+    static :func:`coin_kl_map`. Taught in notebook 01 (§7)."""
     if not static:
         try:
             import ipywidgets as widgets
@@ -67,7 +69,8 @@ def coin_explorer(static: bool = False):
         plt.show()
 
     slider = dict(min=0.01, max=0.99, step=0.01, continuous_update=False)
-    return widgets.interact(
+    # ``interactive`` is the widget itself (``interact`` would return ``show``, whose repr the cell printed)
+    return widgets.interactive(
         show,
         a=widgets.FloatSlider(value=0.7, description="A heads", **slider),
         b=widgets.FloatSlider(value=0.5, description="B heads", **slider),

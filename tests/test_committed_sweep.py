@@ -63,6 +63,7 @@ def test_a_committed_run_reproduces(laptop_world, tmp_path):
         for k in keys:
             assert new[k] == pytest.approx(old[k], rel=1e-3, abs=1e-4), (old["step"], k)
     assert fresh["final_samples"] == stored["final_samples"]
+    assert fresh["diversity"] == pytest.approx(stored["diversity"], rel=1e-3, abs=1e-4)
 
 
 def test_committed_gpu_sweep_is_complete_and_from_the_gpu_preset():
