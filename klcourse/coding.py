@@ -157,8 +157,9 @@ def _describe(expected) -> str:
 
 
 @dataclass(frozen=True)
-class CodeFeedback:
-    """The checker's verdict on a function: true when right; shows as its message in a notebook."""
+class Feedback:
+    """The checker's verdict, on a function here and on a number in :mod:`klcourse.exercises`: true
+    when right; shows as its message in a notebook."""
 
     ok: bool
     message: str
@@ -187,13 +188,13 @@ def _generic(got, expected) -> str | None:
     return None
 
 
-def check_function(exercise: CodingExercise, fn: object) -> CodeFeedback:
+def check_function(exercise: CodingExercise, fn: object) -> Feedback:
     """Run ``fn`` on every input of ``exercise``; right when every output agrees with klcourse's."""
     key = exercise.key
     if fn is None:
-        return CodeFeedback(False, f"… {key} not written yet: {exercise.task}")
+        return Feedback(False, f"… {key} not written yet: {exercise.task}")
     if not callable(fn):
-        return CodeFeedback(
+        return Feedback(
             False,
             f"✗ {key}: pass the function itself, as check({key!r}, {exercise.name}), not a "
             f"{_kind(fn)} (its result).",
@@ -205,34 +206,30 @@ def check_function(exercise: CodingExercise, fn: object) -> CodeFeedback:
         try:
             raw = _call_with_limit(fn, copy.deepcopy(case.args), TIME_LIMIT)
         except _TooSlow:
-            return CodeFeedback(
+            return Feedback(
                 False,
                 f"✗ {key}: your function ran longer than {TIME_LIMIT:g} s {where}; "
                 "look for a loop that never ends.",
             )
         except Exception as err:
-            return CodeFeedback(
-                False, f"✗ {key}: your function raised {type(err).__name__}: {err} — {where}."
-            )
+            return Feedback(False, f"✗ {key}: your function raised {type(err).__name__}: {err} — {where}.")
         if raw is None:
             if number == 1:
-                return CodeFeedback(
+                return Feedback(
                     False, f"… {key} not written yet (your function returns None): {exercise.task}"
                 )
-            return CodeFeedback(
-                False, f"✗ {key}: your function returned None {where}; is a `return` missing?"
-            )
+            return Feedback(False, f"✗ {key}: your function returned None {where}; is a `return` missing?")
         got = _numbers(raw)
         if got is None or isinstance(got, tuple) != isinstance(expected, tuple):
-            return CodeFeedback(
+            return Feedback(
                 False,
                 f"✗ {key}: your function returned a {_kind(raw)} {where}; "
                 f"it should return {_describe(expected)}.",
             )
         if _same(got, expected):
             continue
-        return CodeFeedback(False, f"✗ {key} {where}: " + _explain(exercise, case, got, expected))
-    return CodeFeedback(
+        return Feedback(False, f"✗ {key} {where}: " + _explain(exercise, case, got, expected))
+    return Feedback(
         True,
         f"✓ {key}: your {exercise.name} agrees with klcourse's on all {len(cases)} inputs, "
         "edge cases included.",
@@ -841,6 +838,10 @@ CODING: dict[str, CodingExercise] = {
                 (
                     "Sign: the KL penalty is subtracted, r_t = −β·kl_t.",
                     lambda s, kl, m, b: _score_at(lambda mm: mm.sum(1).long() - 1)(s, -kl, m, b),
+                ),
+                (
+                    "The score is missing: add each response's score at its last real token.",
+                    lambda s, kl, m, b: -b * kl * m,
                 ),
                 (
                     "No masking: kl holds junk at padding positions; multiply by the mask so padding gets "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from klcourse.coding import CODING, CodeFeedback, check_function
+from klcourse.coding import CODING, Feedback, check_function
 from klcourse.kl import bernoulli_kl, k1, k3, kl_divergence
 
 _POLICY_LP = (-0.5, -1.2, -0.1)
@@ -431,20 +431,6 @@ def _close(x: float, y: float, rel_tol: float) -> bool:
     return math.isclose(x, y, rel_tol=rel_tol, abs_tol=1e-9)
 
 
-@dataclass(frozen=True)
-class Feedback:
-    """The checker's verdict: true when right; shows as its message in a notebook."""
-
-    ok: bool
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-    def __repr__(self) -> str:
-        return self.message
-
-
 def _as_number(answer: object) -> float | str:
     """``answer`` as a float, or a sentence saying why it is not one number."""
     if isinstance(answer, bool):
@@ -464,7 +450,7 @@ def _as_number(answer: object) -> float | str:
         return f"you passed a {type(answer).__name__}"
 
 
-def check(key: str, answer: object) -> Feedback | CodeFeedback:
+def check(key: str, answer: object) -> Feedback:
     """Check ``answer`` to exercise ``key``: right means within the exercise's relative tolerance
     (0.1 % unless it says otherwise). A wrong answer that matches a known slip names the slip; any
     other wrong answer gets the hint. For a coding exercise (:data:`klcourse.coding.CODING`),
