@@ -199,9 +199,10 @@ def run_sweep(
     """Run every spec whose result is not already stored; return all results by name.
 
     A spec's result is looked up in the read-only folders ``reuse`` (e.g. committed results), then
-    in ``out_dir``, and must match the spec, the preset and the world; the runs found nowhere are
-    trained and written to ``out_dir``. Under ``accelerate launch``, or with ``shard = (i, n)``,
-    this process runs specs ``i, i + n, …`` alone; the returned dict then holds the runs it ran or found.
+    in ``out_dir``, and must match the spec, the preset and the world, and hold every part a run
+    stores today (its ``diversity``); the runs found nowhere are trained and written to ``out_dir``.
+    Under ``accelerate launch``, or with ``shard = (i, n)``, this process runs specs ``i, i + n, …``
+    alone; the returned dict then holds the runs it ran or found.
     """
     from accelerate import PartialState
 
@@ -218,6 +219,7 @@ def run_sweep(
                 r
                 for folder in (*reuse, out_dir)
                 if (r := load_result(folder / path.name, spec, world.preset, world)) is not None
+                and "diversity" in r  # a run stored before diversity was measured is redone
             ),
             None,
         )

@@ -14,6 +14,7 @@ from conftest import launch_two, sweep_args
 
 from klcourse.sweep import (
     RunSpec,
+    _seal,
     collect,
     grid,
     load_result,
@@ -190,3 +191,15 @@ def test_results_of_another_world_are_not_reused(smoke_world, tmp_path):
     results = run_sweep(other, spec, tmp_path / "live", progress=False, reuse=(tmp_path / "committed",))
     assert path.read_bytes() == before and (tmp_path / "live" / path.name).exists()
     assert results[spec[0].name]["world"] == world_key(other)
+
+
+def test_a_run_stored_before_diversity_was_measured_is_redone(smoke_world, tmp_path):
+    spec = [SPECS[1]]
+    path = tmp_path / f"{spec[0].name}.json"
+    run_sweep(smoke_world, spec, tmp_path, progress=False)
+    record = json.loads(path.read_text())
+    del record["payload"]["diversity"]
+    record["sha256"] = _seal(record["payload"])
+    path.write_text(json.dumps(record))
+    results = run_sweep(smoke_world, spec, tmp_path, progress=False)
+    assert "diversity" in results[spec[0].name] and "diversity" in json.loads(path.read_text())["payload"]
