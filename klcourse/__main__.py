@@ -1,7 +1,7 @@
 """Command line: ``python -m klcourse build …`` and ``python -m klcourse sweep …``.
 
 Every option is checked where it is parsed; a bad option or environment variable, a folder that
-cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.cli`).
+cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.tools.cli`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from klcourse import cli
 from klcourse.config import PRESETS, Preset, get_preset
+from klcourse.tools import cli
 
 PROG = "python -m klcourse"
 
@@ -83,7 +83,7 @@ def _kept(command: str, where: dict[str, Path]) -> str:
 
 
 def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], where: dict) -> None:
-    from klcourse.artifacts import cache_root
+    from klcourse.world.artifacts import cache_root
 
     preset = get_preset(args.preset)
     where["cache"] = cache_root()
@@ -103,9 +103,9 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
     from accelerate import PartialState
 
     from klcourse import sweep
-    from klcourse.artifacts import write_atomic
     from klcourse.config import pick_device
     from klcourse.world import load_world
+    from klcourse.world.artifacts import write_atomic
 
     out = args.out or sweep.default_out_dir(preset)
     where["out"] = out

@@ -24,7 +24,10 @@ from klcourse.sampling import Rollout
 @dataclass
 class Enumeration:
     """Every response (right-padded with ``pad_id`` after it ends) and its log-probability under
-    each model. A response ends at ``<eos>`` or after ``max_new_tokens`` tokens."""
+    each model. A response ends at ``<eos>`` or after ``max_new_tokens`` tokens.
+
+    Taught in notebook 03.
+    """
 
     responses: torch.Tensor  # [N, max_new_tokens]
     mask: torch.Tensor  # [N, max_new_tokens], 1 on the response's tokens
@@ -55,7 +58,10 @@ class Enumeration:
 
 def tiny_model(seed: int, vocab: int = 5) -> GPT2LMHeadModel:
     """A randomly initialised one-layer GPT-2 over ``vocab`` tokens: small enough that every
-    response of a few tokens can be enumerated, so expectations become exact sums."""
+    response of a few tokens can be enumerated, so expectations become exact sums.
+
+    Taught in notebook 07.
+    """
     torch.manual_seed(seed)
     shape = dict(n_positions=16, n_embd=16, n_layer=1, n_head=2, bos_token_id=0, eos_token_id=0)
     return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, **shape)).eval()
@@ -80,6 +86,8 @@ def enumerate_responses(
     """Enumerate all responses to one prompt (``prompt_ids``: ``[P]``) breadth first.
 
     Raises ``ValueError`` if the tree would exceed ``max_sequences`` open prefixes.
+
+    Taught in notebook 03.
     """
     vocab = policy.config.vocab_size
     if vocab**max_new_tokens > max_sequences * vocab:

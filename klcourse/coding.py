@@ -35,7 +35,10 @@ LN2 = math.log(2.0)
 
 @dataclass(frozen=True)
 class Case:
-    """One input: the arguments, and the words that describe it in feedback."""
+    """One input: the arguments, and the words that describe it in feedback.
+
+    Taught in notebooks 01–07.
+    """
 
     args: tuple
     label: str
@@ -43,7 +46,10 @@ class Case:
 
 @dataclass(frozen=True)
 class CodingExercise:
-    """A function to write: what it does, klcourse's version, its inputs and the slips worth naming."""
+    """A function to write: what it does, klcourse's version, its inputs and the slips worth naming.
+
+    Taught in notebooks 01–07.
+    """
 
     key: str
     name: str
@@ -159,7 +165,10 @@ def _describe(expected) -> str:
 @dataclass(frozen=True)
 class Feedback:
     """The checker's verdict, on a function here and on a number in :mod:`klcourse.exercises`: true
-    when right; shows as its message in a notebook."""
+    when right; shows as its message in a notebook.
+
+    Taught in notebooks 01–07.
+    """
 
     ok: bool
     message: str
@@ -189,7 +198,10 @@ def _generic(got, expected) -> str | None:
 
 
 def check_function(exercise: CodingExercise, fn: object) -> Feedback:
-    """Run ``fn`` on every input of ``exercise``; right when every output agrees with klcourse's."""
+    """Run ``fn`` on every input of ``exercise``; right when every output agrees with klcourse's.
+
+    Taught in notebooks 01–07.
+    """
     key = exercise.key
     if fn is None:
         return Feedback(False, f"… {key} not written yet: {exercise.task}")

@@ -23,6 +23,8 @@ class WorldConfig:
     Both the SFT model (the frozen reference) and the proxy reward model are GPT-2-architecture
     transformers of the same shape. Changing any field changes the artifact cache key, so the
     models are rebuilt.
+
+    Used in notebooks 01–07.
     """
 
     n_embd: int
@@ -47,7 +49,10 @@ class WorldConfig:
 
 @dataclass(frozen=True)
 class Preset:
-    """Sizes for one scale of the course. Every notebook and CLI reads its sizes from here."""
+    """Sizes for one scale of the course. Every notebook and CLI reads its sizes from here.
+
+    Used in notebooks 01–07.
+    """
 
     name: str
     #: Samples per Monte Carlo experiment in notebook 02 (Schulman's table used 10M).
@@ -71,6 +76,17 @@ class Preset:
     sweep_seeds: tuple[int, ...]
     #: The sweep's adaptive-KL run: (initial β, target KL in nats, horizon in episodes).
     sweep_adaptive: tuple[float, float, int]
+
+    def ppo_sizes(self) -> dict[str, float | int]:
+        """This preset's PPO sizes under :class:`klcourse.ppo.PPOConfig`'s names (steps, batch_size,
+        mini_batch_size, ppo_epochs, lr); :func:`klcourse.ppo.config_for` adds the rest."""
+        return dict(
+            steps=self.ppo_steps,
+            batch_size=self.ppo_batch_size,
+            mini_batch_size=self.ppo_mini_batch_size,
+            ppo_epochs=self.ppo_epochs,
+            lr=self.ppo_lr,
+        )
 
 
 PRESETS: dict[str, Preset] = {
@@ -162,7 +178,10 @@ PRESETS: dict[str, Preset] = {
 
 
 def pick_device() -> torch.device:
-    """The first available of CUDA, Apple's MPS and the CPU."""
+    """The first available of CUDA, Apple's MPS and the CPU.
+
+    Used in notebooks 01–07.
+    """
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -176,6 +195,8 @@ def get_preset(name: str | None = None, device: torch.device | None = None) -> P
 
     With ``$KLCOURSE_SEED = s`` the world's seed and the sweep's seeds are shifted by ``s``
     (see :func:`with_seed`).
+
+    Used in notebooks 01–07.
     """
     name = name or env_preset(PRESETS)
     if name is None:
@@ -188,7 +209,10 @@ def get_preset(name: str | None = None, device: torch.device | None = None) -> P
 
 def with_seed(preset: Preset, seed: int) -> Preset:
     """``preset`` with its world seed and its sweep seeds shifted by ``seed``: the presets are
-    written for seed 0, and ``$KLCOURSE_SEED`` picks another."""
+    written for seed 0, and ``$KLCOURSE_SEED`` picks another.
+
+    Used in notebooks 01–07.
+    """
     if seed == 0:
         return preset
     return replace(
@@ -199,5 +223,8 @@ def with_seed(preset: Preset, seed: int) -> Preset:
 
 
 def describe(preset: Preset, device: torch.device) -> str:
-    """One line that a notebook prints so the reader knows what it ran with."""
+    """One line that a notebook prints so the reader knows what it ran with.
+
+    Used in notebooks 01–07.
+    """
     return f"klcourse: device={device.type}, preset={preset.name}"

@@ -10,7 +10,7 @@ per prompt ``x`` on ``n`` responses sampled from ``π(·|x)``, then averaged ove
 * **entropy** ``H(π(·|x)) = E_{y~π}[−log π(y|x)]`` in nats, estimated by the mean of
   ``−Σ_t log π(y_t|x, y_<t)`` over the samples (unbiased), with its standard error.
 
-Taught in notebook 06 (§ diversity against β).
+Taught in notebook 06 (§7, diversity against β).
 """
 
 from __future__ import annotations
@@ -29,7 +29,10 @@ from klcourse.seeding import set_seed
 
 def distinct_n(texts: list[str], n: int) -> float:
     """distinct-n = |distinct n-grams| / |n-grams| over the words of ``texts`` (n-grams do not cross
-    texts); 0 when no text has ``n`` words."""
+    texts); 0 when no text has ``n`` words.
+
+    Taught in notebook 06.
+    """
     if n < 1:
         raise ValueError(f"n must be ≥ 1, got {n}")
     grams = [
@@ -39,7 +42,10 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 
 def modal_share(texts: list[str]) -> float:
-    """Fraction of ``texts`` equal to the most common one: ``max_y count(y) / n``."""
+    """Fraction of ``texts`` equal to the most common one: ``max_y count(y) / n``.
+
+    Taught in notebook 06.
+    """
     if not texts:
         raise ValueError("modal_share needs at least one text")
     return Counter(texts).most_common(1)[0][1] / len(texts)
@@ -48,7 +54,10 @@ def modal_share(texts: list[str]) -> float:
 @dataclass(frozen=True)
 class Diversity:
     """Diversity of a policy's responses, averaged over prompts (``entropy_se``: the standard error of
-    that average, from the per-prompt sample variances)."""
+    that average, from the per-prompt sample variances).
+
+    Taught in notebook 06.
+    """
 
     distinct_1: float
     distinct_2: float
@@ -78,6 +87,8 @@ def measure(
 
     Each prompt's entropy is ``mean_i(−log π(y_i|x))`` over its samples; over ``m`` prompts the
     reported entropy is the mean of those and ``entropy_se = √(Σ_x Var_x/n) / m``.
+
+    Taught in notebook 06.
     """
     if samples_per_prompt < 2:
         raise ValueError(f"samples_per_prompt must be ≥ 2 for a standard error, got {samples_per_prompt}")

@@ -50,12 +50,12 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x - x.max()).sum()) - x.max()
 
 
-LN2 = math.log(2.0)
-
-
 @dataclass(frozen=True)
 class Exercise:
-    """One exercise: its question, how to compute its answer, and the slips worth naming."""
+    """One exercise: its question, how to compute its answer, and the slips worth naming.
+
+    Taught in notebooks 01–07.
+    """
 
     key: str
     question: str
@@ -459,6 +459,8 @@ def check(key: str, answer: object) -> Feedback:
     ``None`` means "not answered yet": the feedback repeats the question, without the hint. Any
     other input that is not one number (text, an array, a function, NaN) gets feedback saying so,
     never an exception.
+
+    Taught in notebooks 01–07.
     """
     if key in CODING:
         return check_function(CODING[key], answer)

@@ -21,6 +21,8 @@ def discretized_gaussian(grid: np.ndarray, mu, sigma) -> np.ndarray:
     """``N(mu, sigma²)`` density on ``grid``, normalised to sum to 1 (a distribution on the grid).
 
     ``mu`` and ``sigma`` may be arrays that broadcast against each other; the grid is the last axis.
+
+    Taught in notebook 01.
     """
     mu = np.asarray(mu, dtype=np.float64)[..., None]
     sigma = np.asarray(sigma, dtype=np.float64)[..., None]
@@ -32,7 +34,10 @@ def discretized_gaussian(grid: np.ndarray, mu, sigma) -> np.ndarray:
 
 
 def gaussian_mixture(grid: np.ndarray, weights, mus, sigmas) -> np.ndarray:
-    """``Σ_k w_k N(mu_k, sigma_k²)`` on ``grid``, normalised to sum to 1."""
+    """``Σ_k w_k N(mu_k, sigma_k²)`` on ``grid``, normalised to sum to 1.
+
+    Taught in notebook 01.
+    """
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 1 or (weights < 0).any() or not np.isclose(weights.sum(), 1.0):
         raise ValueError("weights must be a 1-D array of non-negative numbers that sums to 1")
@@ -44,7 +49,10 @@ def gaussian_mixture(grid: np.ndarray, weights, mus, sigmas) -> np.ndarray:
 
 @dataclass(frozen=True)
 class GaussianFit:
-    """The best Gaussian on the search grid and the KL it achieves."""
+    """The best Gaussian on the search grid and the KL it achieves.
+
+    Taught in notebook 01.
+    """
 
     mu: float
     sigma: float
@@ -63,6 +71,8 @@ def fit_gaussian(
 
     ``direction="forward"`` minimises ``KL(P ‖ Q)``; ``"reverse"`` minimises ``KL(Q ‖ P)``.
     An exhaustive grid search, so the answer is the global optimum on that grid.
+
+    Taught in notebook 01.
     """
     if direction not in ("forward", "reverse"):
         raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")

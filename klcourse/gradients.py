@@ -33,12 +33,14 @@ from typing import Literal
 import torch
 from transformers import PreTrainedModel
 
-from klcourse.chain_rule import enumerate_responses
+from klcourse import kl
+from klcourse.chain_rule import Enumeration
 from klcourse.kl import k1, k2, k3
 
 Estimator = Literal["k1", "k2", "k3", "k3+"]
 Placement = Literal["reward", "loss"]
-ESTIMATORS: tuple[str, ...] = ("k1", "k2", "k3", "k3+")
+#: :data:`klcourse.kl.ESTIMATORS` plus verl's straight-through ``k3+`` (a gradient, not a new value).
+ESTIMATORS: tuple[str, ...] = (*kl.ESTIMATORS, "k3+")
 PLACEMENTS: tuple[str, ...] = ("reward", "loss")
 #: How far ``Σ ρ`` may be from 1 for ``ref_logprobs`` to count as a distribution.
 SUM_TOL = 1e-4
@@ -66,8 +68,7 @@ def _inputs(policy_logits: torch.Tensor, ref_logprobs: torch.Tensor) -> tuple[to
 
 
 def _check_choice(estimator: str, placement: str) -> None:
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    kl.check_estimator(estimator, ESTIMATORS)
     if placement not in PLACEMENTS:
         raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
 
@@ -78,6 +79,8 @@ def coefficients(
     """``c(x)`` for every outcome ``x``: the per-sample gradient is ``c(x)·(e_x − π)``.
 
     ``"reward"``: ``c = k(x)``; ``"loss"``: ``c = ∂k/∂log π(x)`` (k1 → 1, k2 and k3+ → k1, k3 → 1 − r).
+
+    Taught in notebook 07.
     """
     _check_choice(estimator, placement)
     logp, logr = _inputs(policy_logits, ref_logprobs)
@@ -101,6 +104,8 @@ def expected_gradient(
         E_{x~π}[c(x)·(e_x − π)] = π ⊙ (c − Σ_x π(x) c(x))
 
     with ``c`` from :func:`coefficients`. ``ref_logprobs`` are the reference's log-probabilities.
+
+    Taught in notebook 07.
     """
     c = coefficients(policy_logits, ref_logprobs, estimator, placement)
     p = torch.as_tensor(policy_logits).double().softmax(-1)
@@ -108,7 +113,10 @@ def expected_gradient(
 
 
 def reverse_kl_gradient(policy_logits: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """``∇_θ KL(π‖ρ) = π ⊙ (log π − log ρ − KL(π‖ρ))``: the gradient an RLHF penalty should have."""
+    """``∇_θ KL(π‖ρ) = π ⊙ (log π − log ρ − KL(π‖ρ))``: the gradient an RLHF penalty should have.
+
+    Taught in notebook 07.
+    """
     logp, logr = _inputs(policy_logits, ref_logprobs)
     p = logp.exp()
     kl1 = logp - logr
@@ -116,14 +124,20 @@ def reverse_kl_gradient(policy_logits: torch.Tensor, ref_logprobs: torch.Tensor)
 
 
 def forward_kl_gradient(policy_logits: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """``∇_θ KL(ρ‖π) = π − ρ``: the mass-covering direction (what k3 as a loss follows)."""
+    """``∇_θ KL(ρ‖π) = π − ρ``: the mass-covering direction (what k3 as a loss follows).
+
+    Taught in notebook 07.
+    """
     logp, logr = _inputs(policy_logits, ref_logprobs)
     return logp.exp() - logr.exp()
 
 
 @dataclass(frozen=True)
 class MonteCarloGradient:
-    """A Monte Carlo gradient: the mean over samples and its standard error, per logit."""
+    """A Monte Carlo gradient: the mean over samples and its standard error, per logit.
+
+    Taught in notebook 07.
+    """
 
     mean: torch.Tensor
     se: torch.Tensor
@@ -139,7 +153,10 @@ def sampled_gradient(
 ) -> MonteCarloGradient:
     """The same gradient from ``N`` samples ``x_i ~ π`` of one categorical (logits ``[V]``,
     ``samples`` ``[N]`` of outcome indices): ``(1/N) Σ_i c(x_i)·(e_{x_i} − π)``, with standard error
-    ``std/√N`` per logit. What a trainer computes from one batch."""
+    ``std/√N`` per logit. What a trainer computes from one batch.
+
+    Taught in notebook 07.
+    """
     theta = torch.as_tensor(policy_logits)
     if theta.ndim != 1:
         raise ValueError(
@@ -171,6 +188,8 @@ class SequenceGradients:
     score function, as PPO and RLOO use it); ``loss[k] = E[Σ_t ∇k_t]``, a token-level KL loss (GRPO);
     ``future = E[Σ_t ∇log π(y_t|y_<t)·sg(Σ_{s>t} k1_s)]``, the terms through later tokens, so that
     ``true = reward_k1 = loss["k2"] + future`` exactly.
+
+    Taught in notebook 07.
     """
 
     kl: float
@@ -182,20 +201,15 @@ class SequenceGradients:
 
 
 def sequence_gradients(
-    policy: PreTrainedModel,
-    reference: PreTrainedModel,
-    prompt_ids: torch.Tensor,
-    *,
-    max_new_tokens: int,
-    eos_id: int,
-    pad_id: int,
+    policy: PreTrainedModel, reference: PreTrainedModel, prompt_ids: torch.Tensor, enum: Enumeration
 ) -> SequenceGradients:
-    """:class:`SequenceGradients` of ``policy`` against ``reference`` on one prompt (``[P]``),
-    enumerating every response of at most ``max_new_tokens`` tokens (tiny vocabularies only). The
-    gradients are computed in float64, on copies; their entries follow ``policy.parameters()``."""
-    enum = enumerate_responses(
-        policy, reference, prompt_ids, max_new_tokens=max_new_tokens, eos_id=eos_id, pad_id=pad_id
-    )
+    """:class:`SequenceGradients` of ``policy`` against ``reference`` on one prompt (``[P]``), over
+    every response of ``enum`` (:func:`klcourse.chain_rule.enumerate_responses` of the same models
+    and prompt; tiny vocabularies only). The gradients are computed in float64, on copies; their
+    entries follow ``policy.parameters()``.
+
+    Taught in notebook 07.
+    """
     # float64 copies: the identities are exact only as far as the arithmetic is
     policy, reference = copy.deepcopy(policy).double(), copy.deepcopy(reference).double()
     n, steps = enum.responses.shape
@@ -245,6 +259,9 @@ ZERO_NORM = 1e-12
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    """``a·b / (‖a‖ ‖b‖)``; NaN when either is (numerically) the zero vector, which has no direction."""
+    """``a·b / (‖a‖ ‖b‖)``; NaN when either is (numerically) the zero vector, which has no direction.
+
+    Taught in notebook 07.
+    """
     na, nb = a.norm(), b.norm()
     return math.nan if na <= ZERO_NORM or nb <= ZERO_NORM else float((a * b).sum() / (na * nb))

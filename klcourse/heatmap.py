@@ -25,6 +25,8 @@ def token_heatmap(
     blue; non-negative values use a sequential map. The colour scale ends at the ``quantile`` of
     ``|value|``, so that one outlier does not wash every other token out; tokens beyond it take the
     end colour and the colour bar shows an arrow. Returns the matplotlib axes.
+
+    Taught in notebooks 03 and 05.
     """
     if len(rows) != len(values) or any(len(r) != len(v) for r, v in zip(rows, values, strict=True)):
         raise ValueError("rows and values must have the same shape")

@@ -131,6 +131,8 @@ def kl_divergence(p, q, *, dim: int = -1, unit: Unit = "nats"):
     contribute 0; ``P(x) > 0`` with ``Q(x) = 0`` makes the result ``inf``.
 
     Returns nats by default, bits with ``unit="bits"``.
+
+    Taught in notebook 01.
     """
     pt, p_torch = _to_tensor(p, "p")
     qt, q_torch = _to_tensor(q, "q")
@@ -160,6 +162,8 @@ def kl_from_logprobs(logp, logq, *, dim: int = -1, unit: Unit = "nats", validate
 
     ``validate=False`` skips those checks (three extra passes over the input): for hot loops whose
     inputs come straight from ``log_softmax``.
+
+    Taught in notebooks 02 and 03.
     """
     lp, p_torch = _to_tensor(logp, "logp")
     lq, q_torch = _to_tensor(logq, "logq")
@@ -181,6 +185,8 @@ def bernoulli_kl(a, b, *, unit: Unit = "nats"):
 
     ``a`` and ``b`` are probabilities of heads in ``[0, 1]`` (scalars or arrays of the same
     shape). The coin example of the course: ``bernoulli_kl(0.7, 0.5) = 0.0823`` nats.
+
+    Taught in notebooks 01 and 02.
     """
     at, a_torch = _to_tensor(a, "a")
     bt, b_torch = _to_tensor(b, "b")
@@ -200,6 +206,8 @@ def single_sample_kl(p_x, q_x, *, unit: Unit = "nats"):
     ``x ~ P``, so ``p_x > 0``). Worked example: ``single_sample_kl(0.25, 0.05) = ln 5 = 1.6094``.
     A single value can be negative (when ``Q`` likes ``x`` more than ``P`` does); only its mean
     over ``x ~ P`` is the (non-negative) KL. Same as :func:`k1` on ``log p_x, log q_x``.
+
+    Taught in notebook 02.
     """
     pt, p_torch = _to_tensor(p_x, "p_x")
     qt, q_torch = _to_tensor(q_x, "q_x")
@@ -231,6 +239,8 @@ def k1(logp, logq):
     ``logp`` is the policy's log-prob of the token it sampled and ``logq`` the reference's.
     (Schulman 2020 samples from his ``q`` and estimates ``KL[q, p]``; his ``q`` is our ``P``.)
     ``logq = -inf`` gives ``inf``.
+
+    Taught in notebook 02.
     """
     neg_log_r, as_torch = _log_ratio(logp, logq)
     return _out(-neg_log_r, as_torch)
@@ -240,6 +250,8 @@ def k2(logp, logq):
     """Schulman's k2, per item: ``½ (log r)²`` with ``r = Q(x)/P(x)``, ``x ~ P``.
 
     Biased (its mean is ``KL(P ‖ Q)`` only to second order as ``Q → P``), low variance, ≥ 0.
+
+    Taught in notebooks 02 and 05.
     """
     log_r, as_torch = _log_ratio(logp, logq)
     return _out(0.5 * log_r.square(), as_torch)
@@ -250,6 +262,8 @@ def k3(logp, logq):
 
     Unbiased for ``KL(P ‖ Q)`` (because ``E_P[r] = 1``), always ≥ 0 (``log r ≤ r − 1``), and low
     variance when ``P`` and ``Q`` are close. ``logq = -inf`` gives ``inf``.
+
+    Taught in notebook 02.
     """
     log_r, as_torch = _log_ratio(logp, logq)
     # expm1(log r) − log r is (r − 1) − log r without cancellation when r ≈ 1.
@@ -259,7 +273,17 @@ def k3(logp, logq):
     return _out(val, as_torch)
 
 
-_ESTIMATORS = {"k1": k1, "k2": k2, "k3": k3}
+#: Schulman's three per-sample estimators by name: the one table every module and config checks against.
+ESTIMATORS = {"k1": k1, "k2": k2, "k3": k3}
+
+
+def check_estimator(name: str, allowed=ESTIMATORS) -> None:
+    """Raise a ``ValueError`` naming ``name`` and the choices unless ``name`` is one of ``allowed``.
+
+    Taught in notebooks 01 and 02.
+    """
+    if name not in allowed:
+        raise ValueError(f"estimator must be one of {', '.join(allowed)}, got {name!r}")
 
 
 def estimate_kl(logp, logq, estimator: Literal["k1", "k2", "k3"] = "k1", *, unit: Unit = "nats"):
@@ -267,9 +291,10 @@ def estimate_kl(logp, logq, estimator: Literal["k1", "k2", "k3"] = "k1", *, unit
 
     ``logp`` and ``logq`` are the log-probabilities of the N samples (any shape; all entries are
     averaged). ``estimator`` picks :func:`k1`, :func:`k2` or :func:`k3`.
+
+    Taught in notebook 02.
     """
-    if estimator not in _ESTIMATORS:
-        raise ValueError(f"estimator must be one of {sorted(_ESTIMATORS)}, got {estimator!r}")
-    per_item = _ESTIMATORS[estimator](logp, logq)
+    check_estimator(estimator)
+    per_item = ESTIMATORS[estimator](logp, logq)
     t, as_torch = _to_tensor(per_item, "estimates")
     return _out(t.mean() * _scale(unit), as_torch)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from klcourse.kl import k1, k3, kl_from_logprobs
+from klcourse.kl import ESTIMATORS, check_estimator, kl_from_logprobs
 from klcourse.sampling import Rollout
 
 
@@ -21,6 +21,8 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
 
     ``logits`` is ``[..., V]`` and ``tokens`` ``[...]``; the result has the shape of ``tokens``.
     Only the log-sum-exp touches the whole vocabulary; the ``[..., V]`` log-softmax is never stored.
+
+    Taught in notebooks 03, 05 and 07.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -36,14 +38,20 @@ def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
 
 def response_positions(x: torch.Tensor, rollout: Rollout) -> torch.Tensor:
     """The positions of ``x`` (``[B, P + R, …]``, one entry per input token) that predict the
-    response tokens: shifted by one, since position ``t`` of the input predicts token ``t + 1``."""
+    response tokens: shifted by one, since position ``t`` of the input predicts token ``t + 1``.
+
+    Taught in notebook 05.
+    """
     p = rollout.prompt_ids.shape[1]
     return x[:, p - 1 : -1]
 
 
 def response_logits(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     """Logits that predict each response token, ``[B, R, V]``, from one forward pass over
-    prompt + response (:func:`response_positions`)."""
+    prompt + response (:func:`response_positions`).
+
+    Taught in notebooks 03 and 07.
+    """
     device = next(model.parameters()).device
     out = model(input_ids=rollout.input_ids.to(device), attention_mask=rollout.attention_mask.to(device))
     return response_positions(out.logits, rollout)
@@ -53,7 +61,10 @@ def response_logprobs(
     model: PreTrainedModel, rollout: Rollout, temperature: float | None = None
 ) -> torch.Tensor:
     """``log π(y_t | x, y_<t)`` of each sampled response token at temperature ``T`` (default: the
-    rollout's sampling temperature), ``[B, R]``; 0 at padding positions."""
+    rollout's sampling temperature), ``[B, R]``; 0 at padding positions.
+
+    Taught in notebooks 04 and 05.
+    """
     t = rollout.temperature if temperature is None else temperature
     logits = response_logits(model, rollout)
     lp = gather_logprobs(logits, rollout.response_ids.to(logits.device), t)
@@ -68,16 +79,17 @@ def per_token_kl(
 ) -> torch.Tensor:
     """Per-token KL estimates ``kl_t`` on the sampled tokens, 0 where ``mask`` is 0.
 
-    ``k1``: ``log π(y_t) − log π_ref(y_t)`` (InstructGPT, TRL's RLOO); ``k3``:
-    ``(r − 1) − log r`` with ``r = π_ref(y_t)/π(y_t)``. Summed over ``t``, either is an unbiased
-    estimate of the sequence KL ``KL(π(·|x) ‖ π_ref(·|x))`` (chain rule).
+    ``estimator`` is a name of :data:`klcourse.kl.ESTIMATORS`. ``k1``: ``log π(y_t) − log π_ref(y_t)``
+    (InstructGPT, TRL's RLOO); ``k3``: ``(r − 1) − log r`` with ``r = π_ref(y_t)/π(y_t)``. Summed over
+    ``t``, either is an unbiased estimate of the sequence KL ``KL(π(·|x) ‖ π_ref(·|x))`` (chain rule);
+    ``k2 = ½(log r)²`` is biased.
+
+    Taught in notebooks 03, 04 and 05.
     """
-    fns = {"k1": k1, "k3": k3}
-    if estimator not in fns:
-        raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
+    check_estimator(estimator)
     m = mask.bool()
     # padding positions hold 0 in both; give them a valid dummy so validation sees real log-probs only
-    kl = fns[estimator](torch.where(m, policy_logprobs, -1.0), torch.where(m, ref_logprobs, -1.0))
+    kl = ESTIMATORS[estimator](torch.where(m, policy_logprobs, -1.0), torch.where(m, ref_logprobs, -1.0))
     return torch.where(m, kl, 0.0)
 
 
@@ -92,6 +104,8 @@ def exact_per_token_kl(
 
     Its sum over positions, averaged over sampled prefixes, is also the sequence KL (chain rule),
     with lower variance than summed k1 — at the price of touching every vocabulary entry.
+
+    Taught in notebook 03.
     """
     lp = (policy_logits.float() / temperature).log_softmax(-1)
     lq = (ref_logits.float() / temperature).log_softmax(-1)
@@ -102,7 +116,10 @@ def top_p_kept(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Which tokens top-p (nucleus) sampling keeps at each position, ``[..., V]`` booleans: the
     smallest set of most likely tokens whose probability reaches ``top_p`` (at least one token),
     the rule of ``transformers``' ``TopPLogitsWarper``. The kept mass is
-    ``S = Σ_{x kept} π(x)``; the sampler draws from ``π(x)/S`` on the kept set."""
+    ``S = Σ_{x kept} π(x)``; the sampler draws from ``π(x)/S`` on the kept set.
+
+    Taught in notebook 07.
+    """
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     sorted_logits, order = logits.sort(-1)  # ascending, as transformers does

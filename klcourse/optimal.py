@@ -40,7 +40,10 @@ def _check_beta(beta: float) -> None:
 
 
 def optimal_policy(ref_probs: np.ndarray, rewards: np.ndarray, beta: float) -> np.ndarray:
-    """Exact ``π*(y) ∝ π_ref(y)·exp(r(y)/β)`` over an enumerable set of responses."""
+    """Exact ``π*(y) ∝ π_ref(y)·exp(r(y)/β)`` over an enumerable set of responses.
+
+    Taught in notebook 04.
+    """
     _check_beta(beta)
     ref_probs, rewards = np.asarray(ref_probs, float), np.asarray(rewards, float)
     if ref_probs.shape != rewards.shape:
@@ -51,7 +54,10 @@ def optimal_policy(ref_probs: np.ndarray, rewards: np.ndarray, beta: float) -> n
 
 
 def log_partition(ref_probs: np.ndarray, rewards: np.ndarray, beta: float) -> float:
-    """Exact ``log Z = log Σ_y π_ref(y)·exp(r(y)/β)``."""
+    """Exact ``log Z = log Σ_y π_ref(y)·exp(r(y)/β)``.
+
+    Taught in notebook 04.
+    """
     _check_beta(beta)
     ref_probs, rewards = np.asarray(ref_probs, float), np.asarray(rewards, float)
     a = rewards / beta
@@ -63,7 +69,10 @@ def log_partition(ref_probs: np.ndarray, rewards: np.ndarray, beta: float) -> fl
 @dataclass(frozen=True)
 class FrontierPoint:
     """One point on a frontier: expected reward, KL, a second expected value (e.g. gold), the
-    effective sample size summed over prompts and the smallest per-prompt ESS share (1 for best-of-n)."""
+    effective sample size summed over prompts and the smallest per-prompt ESS share (1 for best-of-n).
+
+    Taught in notebook 04.
+    """
 
     beta: float
     reward: float
@@ -91,7 +100,10 @@ def _check_samples(rewards, values, groups) -> tuple[np.ndarray, np.ndarray, np.
 
 def effective_sample_size(weights) -> float:
     """Kish's effective sample size of importance weights: ``ESS = (Σ w_i)² / Σ w_i²``, which is
-    ``1/Σ w_i²`` for weights that sum to 1; between 1 (one weight carries all) and N (equal weights)."""
+    ``1/Σ w_i²`` for weights that sum to 1; between 1 (one weight carries all) and N (equal weights).
+
+    Taught in notebook 04.
+    """
     w = np.asarray(weights, dtype=float)
     if w.ndim != 1 or w.size == 0:
         raise ValueError(f"weights must be a non-empty 1-D array, got shape {w.shape}")
@@ -108,6 +120,8 @@ def snis_weights(rewards: np.ndarray, beta: float, groups: np.ndarray | None = N
     Within prompt ``x``: ``w_i = exp(r_i/β) / Σ_{j∈x} exp(r_j/β)``; each prompt's weights are then
     scaled by its share of the samples, so the prompt distribution is kept and the weights sum to 1.
     ``groups`` (default: one group) names the prompt of each sample.
+
+    Taught in notebook 04.
     """
     _check_beta(beta)
     rewards, _, groups = _check_samples(rewards, None, groups)
@@ -134,6 +148,8 @@ def snis_frontier(
     :func:`snis_weights` and the prompts' shares ``s(x)``: ``E*[r] ≈ Σ W_i r_i``,
     ``log Z(x) ≈ log mean_{i∈x} exp(r_i/β)``, ``KL ≈ E*[r]/β − Σ_x s(x)·log Z(x)``, and each prompt's
     ``ESS(x) = 1/Σ_{i∈x} (W_i/s(x))²``.
+
+    Taught in notebooks 04 and 06.
     """
     rewards, values, groups = _check_samples(rewards, values, groups)
     keys = np.unique(groups)
@@ -159,7 +175,10 @@ def snis_frontier(
 
 
 def best_of_n_kl(n: int) -> float:
-    """Upper bound on ``KL(best-of-n ‖ π_ref)``: ``log n − (n − 1)/n`` (Beirami et al. 2024)."""
+    """Upper bound on ``KL(best-of-n ‖ π_ref)``: ``log n − (n − 1)/n`` (Beirami et al. 2024).
+
+    Taught in notebook 04.
+    """
     if n < 1:
         raise ValueError("n must be ≥ 1")
     return math.log(n) - (n - 1) / n
@@ -176,6 +195,8 @@ def best_of_n(
     ``E[r] = Σ p·r``, ``E[value] = Σ p·mean(value of the tied samples)`` and
     ``KL(best-of-n ‖ π_ref) = Σ p·log(p/q)`` — at most :func:`best_of_n_kl`, with equality when
     nothing ties. Prompts are averaged with their share of the samples; ``beta`` is set to ``n``.
+
+    Taught in notebook 04.
     """
     if n < 1:
         raise ValueError("n must be ≥ 1")

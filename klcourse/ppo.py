@@ -24,6 +24,10 @@ One PPO step:
    clipped value loss.
 5. **β** — fixed, or updated by the adaptive controller from the batch's KL.
 
+Only the algorithm lives here. The preset's sizes come from :meth:`klcourse.config.Preset.ppo_sizes`,
+the proxy score from :meth:`klcourse.world.World.score`, the phase timings from
+:class:`klcourse.timing.Laps`, and a run is saved with :func:`klcourse.world.artifacts.save_run`.
+
 Device placement and data parallelism go through ``accelerate``: ``accelerate launch`` runs the
 same code on several processes, each sampling its own prompts, with gradients averaged.
 """
@@ -31,10 +35,8 @@ same code on several processes, each sampling its own prompts, with gradients av
 from __future__ import annotations
 
 import copy
-import json
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -44,8 +46,10 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
 from klcourse.config import Preset
+from klcourse.kl import check_estimator, k2
 from klcourse.logprobs import gather_logprobs, per_token_kl, response_positions
-from klcourse.sampling import Rollout, sample, well_formed_rate
+from klcourse.sampling import sample, well_formed_rate
+from klcourse.timing import Laps
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 
 # ----------------------------------------------------------------------------- configuration
@@ -53,10 +57,13 @@ from klcourse.world import MAX_RESPONSE_TOKENS, World
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """Every knob of a run. Defaults follow the sources in the module docstring."""
+    """Every knob of a run. Defaults follow the sources in the module docstring.
+
+    Taught in notebook 05.
+    """
 
     beta: float = 0.05  # KL coefficient (initial value if adaptive)
-    kl_estimator: str = "k1"  # "k1" (Z19, O22, TRL's RLOO) or "k3"
+    kl_estimator: str = "k1"  # in klcourse.kl.ESTIMATORS: "k1" (Z19, O22, TRL's RLOO), "k3", "k2" (biased)
     adaptive_kl: bool = False  # Z19's controller instead of a fixed β
     kl_target: float = 6.0  # Z19: target KL in nats per sequence
     kl_horizon: int = 10_000  # Z19: horizon in episodes
@@ -79,8 +86,7 @@ class PPOConfig:
     samples_per_step: int = 3  # responses kept in the metrics table
 
     def __post_init__(self) -> None:
-        if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+        check_estimator(self.kl_estimator)
         if self.beta < 0:
             raise ValueError(f"beta must be ≥ 0, got {self.beta}")
         if self.batch_size % self.mini_batch_size:
@@ -90,15 +96,12 @@ class PPOConfig:
 
 
 def config_for(preset: Preset, **overrides) -> PPOConfig:
-    """The preset's PPO sizes (steps, batch, minibatch, epochs, learning rate) plus ``overrides``."""
-    sizes = dict(
-        steps=preset.ppo_steps,
-        batch_size=preset.ppo_batch_size,
-        mini_batch_size=preset.ppo_mini_batch_size,
-        ppo_epochs=preset.ppo_epochs,
-        lr=preset.ppo_lr,
-    )
-    return PPOConfig(**{**sizes, **overrides})
+    """The preset's PPO sizes (:meth:`klcourse.config.Preset.ppo_sizes`) plus ``overrides``
+    (the rest are :class:`PPOConfig`'s defaults).
+
+    Taught in notebooks 04, 05 and 07.
+    """
+    return PPOConfig(**{**preset.ppo_sizes(), **overrides})
 
 
 # ----------------------------------------------------------------------------- reward shaping
@@ -110,6 +113,8 @@ def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, b
     ``scores`` is ``[B]``, ``kl`` and ``mask`` are ``[B, R]``. The last token is the last position
     where ``mask`` is 1: the ``<eos>`` when the response ended, else the final sampled token. The
     sum over ``t`` is the adjusted reward ``score − β·Σ_t kl_t``.
+
+    Taught in notebooks 04 and 05.
     """
     rewards = -beta * kl * mask
     last = mask.sum(1).long() - 1
@@ -120,13 +125,19 @@ def shaped_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, b
 
 
 def adjusted_reward(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
-    """The seed post's ``adjusted_reward = score − β·Σ_t KL_t`` per response, ``[B]``."""
+    """The seed post's ``adjusted_reward = score − β·Σ_t KL_t`` per response, ``[B]``.
+
+    Taught in notebooks 04 and 05.
+    """
     return scores - beta * (kl * mask).sum(1)
 
 
 class AdaptiveKLController:
     """Z19's proportional controller: ``e = clip(KL/target − 1, −0.2, 0.2)``,
-    ``β ← β·(1 + e·n/horizon)`` after a batch of ``n`` episodes with mean sequence KL ``KL``."""
+    ``β ← β·(1 + e·n/horizon)`` after a batch of ``n`` episodes with mean sequence KL ``KL``.
+
+    Taught in notebook 05.
+    """
 
     def __init__(self, beta: float, target: float, horizon: int):
         if beta <= 0 or target <= 0 or horizon <= 0:
@@ -150,6 +161,8 @@ def gae(
 
     ``δ_t = r_t + γ·V_{t+1} − V_t`` and ``A_t = δ_t + γλ·A_{t+1}``, with ``V`` and ``A`` zero after
     the last response token. ``returns = A + V`` are the value targets.
+
+    Taught in notebook 05.
     """
     mask = mask.to(rewards.dtype)
     values = values * mask
@@ -165,12 +178,18 @@ def gae(
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``x`` over positions where ``mask`` is 1."""
+    """Mean of ``x`` over positions where ``mask`` is 1.
+
+    Taught in notebook 05.
+    """
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(x − mean) / std`` over masked positions [H24]; 0 elsewhere."""
+    """``(x − mean) / std`` over masked positions [H24]; 0 elsewhere.
+
+    Taught in notebook 05.
+    """
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
@@ -189,6 +208,8 @@ def policy_loss(
     """Clipped surrogate [S17]: ``max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε))`` with ``ρ = π_new/π_old``.
 
     Returns ``(loss, clip_fraction)``, both averaged over masked tokens.
+
+    Taught in notebook 05.
     """
     ratio = torch.exp(new_logprobs - old_logprobs)
     unclipped = -advantages * ratio
@@ -202,7 +223,10 @@ def value_loss(
     new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float
 ) -> torch.Tensor:
     """Clipped value loss [H24]: ``½·max((V − R)², (V_clip − R)²)``,
-    with ``V_clip = V_old + clip(V − V_old, −c, c)``."""
+    with ``V_clip = V_old + clip(V − V_old, −c, c)``.
+
+    Taught in notebook 05.
+    """
     clipped = old_values + torch.clamp(new_values - old_values, -clip, clip)
     return 0.5 * masked_mean(torch.max((new_values - returns) ** 2, (clipped - returns) ** 2), mask)
 
@@ -215,6 +239,8 @@ class PolicyAndValue(nn.Module):
     model [O22]: the reward model's transformer and scalar head, read at every position.
 
     One module, so that ``accelerate`` wraps one thing and every parameter gets a gradient.
+
+    Taught in notebook 05.
     """
 
     def __init__(self, policy: PreTrainedModel, reward_model: PreTrainedModel):
@@ -233,17 +259,6 @@ class PolicyAndValue(nn.Module):
         return logits, self.value_head(hidden).squeeze(-1)
 
 
-@torch.no_grad()
-def score_rollout(reward_model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
-    """Reward-model score of each prompt + response, read at its last real token (the ``<eos>``)."""
-    device = next(reward_model.parameters()).device
-    return (
-        reward_model(input_ids=rollout.input_ids.to(device), attention_mask=rollout.attention_mask.to(device))
-        .logits[:, 0]
-        .float()
-    )
-
-
 def disable_dropout(model: nn.Module) -> nn.Module:
     """Set every dropout probability in ``model`` to 0 and return it.
 
@@ -251,6 +266,8 @@ def disable_dropout(model: nn.Module) -> nn.Module:
     two forward passes of the *same* weights disagree, so the first minibatch already sees a ratio
     ≠ 1, clips, and reports a KL to the old policy that no update caused. lm-human-preferences and
     TRL's PPOTrainer switch dropout off in every model PPO trains or scores with.
+
+    Taught in notebook 05.
     """
     for module in model.modules():
         if isinstance(module, nn.Dropout):
@@ -266,41 +283,32 @@ def _entropy(logits: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- training
 
 
-class Laps:
-    """Wall time of each phase of a step, as ``time_<phase>`` seconds (for the benchmark)."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        """Record the time since the previous lap under ``time_<name>``."""
-        now = time.perf_counter()
-        self.seconds[f"time_{name}"] = now - self.start
-        self.start = now
-
-
 @dataclass
 class PPOResult:
-    """What a run returns: the trained policy, the per-step metrics and the config."""
+    """What a run returns: the trained policy, the per-step metrics and the config.
+
+    Taught in notebook 05.
+    """
 
     policy: PreTrainedModel
     metrics: pd.DataFrame
     config: PPOConfig
     seconds: float
 
-    def save(self, folder: str | Path, tokenizer=None) -> None:
-        """Write ``metrics.csv``, ``metrics.json``, ``config.json`` and the policy checkpoint."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.metrics.to_csv(folder / "metrics.csv", index=False)
-        self.metrics.to_json(folder / "metrics.json", orient="records", indent=1)
-        (folder / "config.json").write_text(
-            json.dumps({**asdict(self.config), "seconds": self.seconds}, indent=1)
-        )
-        self.policy.save_pretrained(folder / "policy")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder / "policy")
+
+#: Seed strides: step ``t`` of process ``r`` in a run seeded ``s`` draws its prompts with seed
+#: ``s·RUN_SEED_STRIDE + t·STEP_SEED_STRIDE + r``. Both strides are primes larger than any step count
+#: or process count the course uses, so no two (run, step, process) share a prompt stream.
+RUN_SEED_STRIDE = 1_000_003
+STEP_SEED_STRIDE = 7919
+
+
+def prompt_seed(run_seed: int, step: int, rank: int) -> int:
+    """The seed of the prompts that process ``rank`` samples at ``step`` of a run seeded ``run_seed``.
+
+    Taught in notebook 05.
+    """
+    return run_seed * RUN_SEED_STRIDE + step * STEP_SEED_STRIDE + rank
 
 
 def train(world: World, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True) -> PPOResult:
@@ -310,11 +318,13 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     ``accelerate launch``, wraps them for data parallelism: every process samples its own prompts
     and gradients are averaged, so the replicas stay identical. ``data_parallel=False`` trains on
     ``world.device`` alone, for runs that are independent of the other processes (a sweep).
+
+    Taught in notebooks 04, 05 and 07.
     """
     accelerator = Accelerator(cpu=world.device.type == "cpu")
     rank, n_proc = (accelerator.process_index, accelerator.num_processes) if data_parallel else (0, 1)
     device = accelerator.device if data_parallel else world.device
-    torch.manual_seed(config.seed + rank)  # each process samples its own responses
+    torch.manual_seed(config.seed + rank)  # one sampling stream per process: each samples its own responses
     tok = world.tokenizer
     reference = disable_dropout(world.reference.to(device))  # frozen: never trained, never generates
     reward_model = disable_dropout(world.reward_model.to(device))
@@ -326,6 +336,9 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=1e-5)
     if data_parallel:
         model, optimizer = accelerator.prepare(model, optimizer)
+    # Two handles to the same weights: ``model`` may be wrapped for data parallelism (DDP), and its
+    # forward passes are the ones whose gradients are averaged across processes, so the update uses
+    # it; ``unwrapped`` is the plain module, for what no gradient flows through (generate, scoring).
     unwrapped: PolicyAndValue = accelerator.unwrap_model(model)
     controller = (
         AdaptiveKLController(config.beta, config.kl_target, config.kl_horizon) if config.adaptive_kl else None
@@ -341,8 +354,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     for step in bar:
         # 1. Rollout ------------------------------------------------------------------------------
         laps = Laps()
-        seed = config.seed * 1_000_003 + step * 7919 + rank
-        prompts = world.prompts(config.batch_size, seed=seed)
+        prompts = world.prompts(config.batch_size, seed=prompt_seed(config.seed, step, rank))
         rollout = sample(
             unwrapped.policy,
             tok,
@@ -367,7 +379,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
                 gather_logprobs(response_positions(ref_logits, rollout), tokens, config.temperature) * mask
             )
             laps.lap("reference")
-            scores = world.normalise_scores(score_rollout(reward_model, rollout))
+            scores = world.score(rollout)
             if config.missing_eos_penalty is not None:  # [H24]
                 scores = scores - config.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
             laps.lap("score")
@@ -407,9 +419,9 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
                 optimizer.step()
                 with torch.no_grad():
                     stats["clip_fraction"].append(clip_fraction.item())
-                    stats["approx_kl"].append(
-                        masked_mean(0.5 * (new_logprobs - old_logprobs[mb]) ** 2, m).item()
-                    )
+                    # approx-KL to the old policy: k2 = ½(log π_new − log π_old)², the KL from the
+                    # policy that sampled this batch (not the KL to the reference)
+                    stats["approx_kl"].append(masked_mean(k2(old_logprobs[mb], new_logprobs), m).item())
                     stats["value_loss"].append(vf.item())
                     stats["policy_loss"].append(pg.item())
                     stats["entropy"].append(
@@ -466,7 +478,7 @@ __all__ = [
     "gae",
     "masked_mean",
     "policy_loss",
-    "score_rollout",
+    "prompt_seed",
     "shaped_rewards",
     "train",
     "value_loss",

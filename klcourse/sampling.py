@@ -13,12 +13,15 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from klcourse.grammar import Grammar
+from klcourse.world.grammar import Grammar
 
 
 @dataclass
 class Rollout:
-    """Prompts and the responses a policy sampled for them."""
+    """Prompts and the responses a policy sampled for them.
+
+    Taught in notebook 03.
+    """
 
     prompt_ids: torch.Tensor  # [B, P], left-padded
     prompt_mask: torch.Tensor  # [B, P]
@@ -45,19 +48,28 @@ class Rollout:
 
 
 def every_prompt(grammar: Grammar) -> list[str]:
-    """The grammar's prompts ``"the <subject>"``, one per subject, in table order."""
+    """The grammar's prompts ``"the <subject>"``, one per subject, in table order.
+
+    Taught in notebook 03.
+    """
     return [f"the {subject}" for subject in grammar.subjects]
 
 
 def review_prompts(grammar: Grammar, n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` prompts ``"the <subject>"`` with subjects drawn from the grammar's distribution."""
+    """``n`` prompts ``"the <subject>"`` with subjects drawn from the grammar's distribution.
+
+    Taught in notebook 03.
+    """
     prompts = every_prompt(grammar)
     picks = rng.choice(len(prompts), size=n, p=np.fromiter(grammar.subjects.values(), float))
     return [prompts[i] for i in picks]
 
 
 def response_mask(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mask, ended)``: mask is 1 up to and including the first ``eos_id`` of each row."""
+    """``(mask, ended)``: mask is 1 up to and including the first ``eos_id`` of each row.
+
+    Taught in notebook 03.
+    """
     is_eos = response_ids == eos_id
     ended = is_eos.any(dim=1)
     # number of eos seen strictly before each position
@@ -79,6 +91,8 @@ def sample(
     generator (seed it with :func:`klcourse.seeding.set_seed`). Pure sampling by default; with
     ``top_p < 1`` each token is drawn from the smallest set of tokens holding ``top_p`` of the
     mass, renormalised (:func:`klcourse.logprobs.top_p_kept` says which set).
+
+    Taught in notebooks 03, 04, 05, 06 and 07.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -116,7 +130,10 @@ def sample(
 
 
 def well_formed_rate(rollout: Rollout, grammar: Grammar) -> float:
-    """Fraction of rollouts that ended with ``<eos>`` and whose prompt + response parses."""
+    """Fraction of rollouts that ended with ``<eos>`` and whose prompt + response parses.
+
+    Taught in notebooks 03 and 05.
+    """
     ok = [
         e and grammar.is_well_formed(t) for e, t in zip(rollout.ended.tolist(), rollout.texts(), strict=True)
     ]

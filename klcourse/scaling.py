@@ -36,7 +36,10 @@ def _basis(d: np.ndarray, form: Form) -> np.ndarray:
 @dataclass(frozen=True)
 class GaoFit:
     """A fitted form: ``R(d) = d·(α − β·d)`` or ``d·(α − β·log d)``, with its coefficient of
-    determination ``r2 = 1 − Σ(R − R̂)²/Σ(R − mean R)²``."""
+    determination ``r2 = 1 − Σ(R − R̂)²/Σ(R − mean R)²``.
+
+    Taught in notebooks 04 and 06.
+    """
 
     form: Form
     alpha: float
@@ -58,7 +61,10 @@ class GaoFit:
 
 
 def fit_gao(kl: np.ndarray, gain: np.ndarray, form: Form) -> GaoFit:
-    """Least-squares fit of ``form`` to gold-reward gains ``gain`` at KLs ``kl`` (nats)."""
+    """Least-squares fit of ``form`` to gold-reward gains ``gain`` at KLs ``kl`` (nats).
+
+    Taught in notebooks 04 and 06.
+    """
     kl, gain = np.asarray(kl, float), np.asarray(gain, float)
     if kl.ndim != 1 or kl.shape != gain.shape or kl.size < 3:
         raise ValueError("kl and gain must be 1-D arrays of the same length, at least 3 points")

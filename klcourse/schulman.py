@@ -19,9 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from klcourse.kl import k1, k2, k3
-
-ESTIMATORS = {"k1": k1, "k2": k2, "k3": k3}
+from klcourse.kl import ESTIMATORS
 
 #: Schulman's published table (10M samples): (bias/KL, std/KL) for each estimator and each μ.
 PUBLISHED = {
@@ -32,19 +30,28 @@ PUBLISHED = {
 
 @dataclass(frozen=True)
 class EstimatorStats:
-    """Bias and standard deviation of one estimator, relative to the true KL."""
+    """Bias and standard deviation of one estimator, relative to the true KL.
+
+    Taught in notebook 02.
+    """
 
     bias_over_kl: float
     std_over_kl: float
 
 
 def gaussian_kl(mu: float) -> float:
-    """``KL(N(0,1) ‖ N(μ,1)) = μ²/2``."""
+    """``KL(N(0,1) ‖ N(μ,1)) = μ²/2``.
+
+    Taught in notebook 02.
+    """
     return 0.5 * mu * mu
 
 
 def exact_stats(mu: float) -> dict[str, EstimatorStats]:
-    """Exact bias/KL and std/KL of k1, k2, k3 for ``P = N(0,1)``, ``Q = N(μ,1)`` (module doc)."""
+    """Exact bias/KL and std/KL of k1, k2, k3 for ``P = N(0,1)``, ``Q = N(μ,1)`` (module doc).
+
+    Taught in notebook 02.
+    """
     if mu == 0:
         raise ValueError("mu must be non-zero: with KL = 0 the ratios are undefined")
     kl = gaussian_kl(mu)
@@ -55,14 +62,20 @@ def exact_stats(mu: float) -> dict[str, EstimatorStats]:
 
 
 def sample_log_probs(mu: float, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``x ~ N(0, 1)`` ``n`` times; return ``(log P(x), log Q(x))`` in float64."""
+    """Draw ``x ~ N(0, 1)`` ``n`` times; return ``(log P(x), log Q(x))`` in float64.
+
+    Taught in notebook 02.
+    """
     x = torch.randn(n, generator=generator, dtype=torch.float64)
     c = -0.5 * math.log(2 * math.pi)
     return c - 0.5 * x * x, c - 0.5 * (x - mu) ** 2
 
 
 def monte_carlo_stats(mu: float, n: int, generator: torch.Generator) -> dict[str, EstimatorStats]:
-    """Bias/KL and std/KL of k1, k2, k3 measured on ``n`` samples, as in Schulman's table."""
+    """Bias/KL and std/KL of k1, k2, k3 measured on ``n`` samples, as in Schulman's table.
+
+    Taught in notebook 02.
+    """
     logp, logq = sample_log_probs(mu, n, generator)
     kl = gaussian_kl(mu)
     out = {}

@@ -3,7 +3,7 @@ is reported as one line naming the variable, the value and what is allowed:
 
 * ``KLCOURSE_PRESET`` — the preset (:mod:`klcourse.config`);
 * ``KLCOURSE_SEED`` — the base seed that shifts every default seed (:mod:`klcourse.seeding`);
-* ``KLCOURSE_CACHE`` — the model cache folder (:mod:`klcourse.artifacts`).
+* ``KLCOURSE_CACHE`` — the model cache folder (:mod:`klcourse.world.artifacts`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,17 @@ CACHE_ENV = "KLCOURSE_CACHE"
 
 
 class SettingError(ValueError):
-    """A bad environment variable or option value; the message names it, the value and what is allowed."""
+    """A bad environment variable or option value; the message names it, the value and what is allowed.
+
+    Used in notebooks 01–07.
+    """
 
 
 def env_preset(choices: Iterable[str]) -> str | None:
-    """``$KLCOURSE_PRESET`` if set (it must be one of ``choices``), else ``None``."""
+    """``$KLCOURSE_PRESET`` if set (it must be one of ``choices``), else ``None``.
+
+    Used in notebooks 01–07.
+    """
     raw = os.environ.get(PRESET_ENV, "").strip()
     if not raw:
         return None
@@ -34,7 +40,10 @@ def env_preset(choices: Iterable[str]) -> str | None:
 
 
 def env_seed() -> int | None:
-    """``$KLCOURSE_SEED`` if set (a non-negative integer), else ``None``."""
+    """``$KLCOURSE_SEED`` if set (a non-negative integer), else ``None``.
+
+    Used in notebooks 01–07.
+    """
     raw = os.environ.get(SEED_ENV, "").strip()
     if not raw:
         return None
@@ -45,7 +54,10 @@ def env_seed() -> int | None:
 
 def env_cache() -> Path:
     """``$KLCOURSE_CACHE``, else ``~/.cache/klcourse``: a folder that exists (it is created) and
-    can be written to."""
+    can be written to.
+
+    Used in notebooks 01–07.
+    """
     raw = os.environ.get(CACHE_ENV, "").strip()
     path = Path(raw) if raw else Path.home() / ".cache" / "klcourse"
     problem = folder_problem(path)
@@ -57,7 +69,10 @@ def env_cache() -> Path:
 
 
 def folder_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be a folder to write into (it is created if missing), or ``None``."""
+    """Why ``path`` cannot be a folder to write into (it is created if missing), or ``None``.
+
+    Used in notebooks 01–07.
+    """
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".klcourse-probe.")
@@ -69,7 +84,10 @@ def folder_problem(path: Path) -> str | None:
 
 
 def check_environment(presets: Iterable[str]) -> None:
-    """Read every variable above once, raising :class:`SettingError` for the first bad one."""
+    """Read every variable above once, raising :class:`SettingError` for the first bad one.
+
+    Used in notebooks 01–07.
+    """
     env_preset(presets)
     env_seed()
     env_cache()

@@ -12,7 +12,10 @@ import numpy as np
 
 def mean_and_se(values) -> tuple[float, float]:
     """``(mean, SE)`` of ``N ≥ 2`` samples: ``mean = Σ v_i / N`` and ``SE = s/√N`` with the sample
-    standard deviation ``s = √(Σ (v_i − mean)² / (N − 1))``."""
+    standard deviation ``s = √(Σ (v_i − mean)² / (N − 1))``.
+
+    Taught in notebook 02.
+    """
     v = np.asarray(values, dtype=float).ravel()
     if v.size < 2:
         raise ValueError(f"a standard error needs at least 2 values, got {v.size}")

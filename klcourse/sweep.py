@@ -31,12 +31,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from klcourse.artifacts import cache_root, config_key, write_atomic
 from klcourse.config import Preset
 from klcourse.diversity import Diversity, measure
 from klcourse.ppo import config_for, train
 from klcourse.sampling import every_prompt
 from klcourse.world import World, load_world
+from klcourse.world.artifacts import cache_root, config_key, write_atomic
 
 #: How many final steps the summary averages over.
 SUMMARY_STEPS = 5
@@ -48,7 +48,10 @@ DIVERSITY_SEED = 50_000
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a sweep: a fixed β, or the adaptive controller starting at β towards a target."""
+    """One run of a sweep: a fixed β, or the adaptive controller starting at β towards a target.
+
+    Taught in notebook 06.
+    """
 
     beta: float
     seed: int
@@ -65,7 +68,10 @@ class RunSpec:
 def grid(
     betas: list[float], seeds: list[int], adaptive: tuple[float, float, int] | None = None
 ) -> list[RunSpec]:
-    """``betas × seeds``, plus one adaptive run per seed if ``adaptive = (β₀, target, horizon)``."""
+    """``betas × seeds``, plus one adaptive run per seed if ``adaptive = (β₀, target, horizon)``.
+
+    Taught in notebook 06.
+    """
     if any(b < 0 for b in betas):
         raise ValueError("every β must be ≥ 0")
     specs = [RunSpec(beta=b, seed=s) for s in seeds for b in betas]
@@ -78,7 +84,10 @@ def grid(
 
 
 def default_out_dir(preset: Preset) -> Path:
-    """``<cache>/sweeps/<preset>-<key>``: one folder per preset and world configuration."""
+    """``<cache>/sweeps/<preset>-<key>``: one folder per preset and world configuration.
+
+    Taught in notebook 06.
+    """
     return cache_root() / "sweeps" / f"{preset.name}-{config_key(asdict(preset))}"
 
 
@@ -92,7 +101,10 @@ def _seal(payload: dict) -> str:
 
 
 def provenance(world: World) -> dict:
-    """Where a run ran: device, card (or CPU), library and Python versions."""
+    """Where a run ran: device, card (or CPU), library and Python versions.
+
+    Taught in notebook 06.
+    """
     import accelerate
     import transformers
     import trl
@@ -120,7 +132,10 @@ def provenance(world: World) -> dict:
 
 
 def world_key(world: World) -> dict[str, str]:
-    """The world's artifact folders by name: each folder name carries the hash of what built it."""
+    """The world's artifact folders by name: each folder name carries the hash of what built it.
+
+    Taught in notebook 06.
+    """
     return {name: path.name for name, path in sorted(world.paths.items())}
 
 
@@ -128,7 +143,10 @@ def load_result(
     path: Path, spec: RunSpec | None = None, preset: Preset | None = None, world: World | None = None
 ) -> dict | None:
     """The run stored at ``path``, or ``None`` if it is missing, corrupt, or from another
-    spec, preset or world."""
+    spec, preset or world.
+
+    Taught in notebook 06.
+    """
     try:
         record = json.loads(path.read_text())
         payload, seal = record["payload"], record["sha256"]
@@ -146,7 +164,10 @@ def load_result(
 
 
 def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> dict:
-    """Train one run and store it atomically; return its payload."""
+    """Train one run and store it atomically; return its payload.
+
+    Taught in notebook 06.
+    """
     overrides = dict(beta=spec.beta, seed=spec.seed)
     if spec.adaptive_target is not None:
         overrides |= dict(adaptive_kl=True, kl_target=spec.adaptive_target, kl_horizon=spec.adaptive_horizon)
@@ -176,7 +197,10 @@ def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> d
 
 def final_diversity(world: World, policy, max_new_tokens: int, seed: int) -> Diversity:
     """:func:`klcourse.diversity.measure` of ``policy`` on every prompt of the world's grammar,
-    :data:`DIVERSITY_SAMPLES` responses each, seeded with ``DIVERSITY_SEED + seed``."""
+    :data:`DIVERSITY_SAMPLES` responses each, seeded with ``DIVERSITY_SEED + seed``.
+
+    Taught in notebook 06.
+    """
     return measure(
         policy,
         world.tokenizer,
@@ -203,6 +227,8 @@ def run_sweep(
     stores today (its ``diversity``); the runs found nowhere are trained and written to ``out_dir``.
     Under ``accelerate launch``, or with ``shard = (i, n)``, this process runs specs ``i, i + n, …``
     alone; the returned dict then holds the runs it ran or found.
+
+    Taught in notebook 06.
     """
     from accelerate import PartialState
 
@@ -234,7 +260,10 @@ def run_sweep(
 
 
 def remove_partial(out_dir: Path, specs: list[RunSpec]) -> None:
-    """Delete the temporary files that runs of ``specs`` killed while writing left in ``out_dir``."""
+    """Delete the temporary files that runs of ``specs`` killed while writing left in ``out_dir``.
+
+    Taught in notebook 06.
+    """
     for spec in specs:
         for stale in out_dir.glob(f".{spec.name}.json.*"):
             stale.unlink(missing_ok=True)
@@ -242,14 +271,20 @@ def remove_partial(out_dir: Path, specs: list[RunSpec]) -> None:
 
 def run_share(preset: Preset, specs: list[RunSpec], out_dir: Path, shard: tuple[int, int]) -> None:
     """One of ``n`` processes sharing a device (``shard = (i, n)``): load the world, which must be
-    built already, and run specs ``i, i + n, …`` into ``out_dir``, with ``1/n`` of the CPU threads."""
+    built already, and run specs ``i, i + n, …`` into ``out_dir``, with ``1/n`` of the CPU threads.
+
+    Taught in notebook 06.
+    """
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // shard[1]))
     world = load_world(preset, progress=False, log=lambda m: None)
     run_sweep(world, specs, out_dir, progress=False, shard=shard)
 
 
 def collect(out_dir: Path) -> dict[str, dict]:
-    """Every valid result in ``out_dir`` (any spec), by run name."""
+    """Every valid result in ``out_dir`` (any spec), by run name.
+
+    Taught in notebook 06.
+    """
     found = {}
     for path in sorted(out_dir.glob("*.json")):
         payload = load_result(path)
@@ -260,13 +295,19 @@ def collect(out_dir: Path) -> dict[str, dict]:
 
 def summarise(results: dict[str, dict]) -> pd.DataFrame:
     """One row per fixed β: the number of seeds and, over seeds, the mean and standard error
-    ``SE = std/√n`` of each run's summary (last steps' mean) of KL, proxy, gold and well-formed rate."""
+    ``SE = std/√n`` of each run's summary (last steps' mean) of KL, proxy, gold and well-formed rate.
+
+    Taught in notebook 06.
+    """
     return _per_beta(results, "summary", ("kl_k1", "proxy_score", "gold_reward", "well_formed"))
 
 
 def summarise_diversity(results: dict[str, dict]) -> pd.DataFrame:
     """:func:`summarise` for the diversity of each run's final policy (:func:`final_diversity`):
-    distinct-1, distinct-2, modal share and per-prompt entropy per fixed β, mean and SE over seeds."""
+    distinct-1, distinct-2, modal share and per-prompt entropy per fixed β, mean and SE over seeds.
+
+    Taught in notebook 06.
+    """
     return _per_beta(results, "diversity", ("distinct_1", "distinct_2", "modal_share", "entropy"))
 
 
@@ -289,7 +330,10 @@ def _per_beta(results: dict[str, dict], part: str, columns: tuple[str, ...]) -> 
 
 
 def table_text(table: pd.DataFrame) -> str:
-    """:func:`summarise`'s table as text, one row per β, each value printed as ``mean ± SE``."""
+    """:func:`summarise`'s table as text, one row per β, each value printed as ``mean ± SE``.
+
+    Taught in notebook 06.
+    """
     show = pd.DataFrame({"β": table.beta, "seeds": table.seeds})
     names = {
         "kl_k1": "KL (nats)",
@@ -304,7 +348,10 @@ def table_text(table: pd.DataFrame) -> str:
 
 def mean_curve(results: dict[str, dict], beta: float, metric: str) -> pd.DataFrame:
     """``metric`` per step for the fixed-β runs at ``beta``: columns ``step``, ``mean`` and ``se``
-    (standard error over seeds)."""
+    (standard error over seeds).
+
+    Taught in notebook 06.
+    """
     runs = [
         pd.DataFrame(r["metrics"]).set_index("step")[metric]
         for r in results.values()

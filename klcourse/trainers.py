@@ -27,10 +27,9 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PrinterCallback
 
 from klcourse.logprobs import per_token_kl, response_logprobs
-from klcourse.ppo import score_rollout
 from klcourse.sampling import sample, well_formed_rate
-from klcourse.training import no_checkpointing, score_texts, unpatched
 from klcourse.world import MAX_RESPONSE_TOKENS, World
+from klcourse.world.training import no_checkpointing, unpatched
 
 Algorithm = Literal["rloo", "grpo"]
 
@@ -50,7 +49,10 @@ def trl_config(
     """The ``RLOOConfig`` or ``GRPOConfig`` for ``rounds`` generation rounds of ``batch``
     completions (``batch / generations`` prompts, ``generations`` completions each), each round
     split into minibatches of ``mini_batch`` and reused for ``epochs`` iterations, on the CPU
-    unless CUDA is present. GRPO keeps TRL's default loss (``"dapo"``: token-level averaging)."""
+    unless CUDA is present. GRPO keeps TRL's default loss (``"dapo"``: token-level averaging).
+
+    Taught in notebook 07.
+    """
     from trl import GRPOConfig, RLOOConfig
 
     if algorithm not in ("rloo", "grpo"):
@@ -86,18 +88,24 @@ def trl_config(
 
 
 def proxy_reward_function(world: World):
-    """The world's normalised proxy score as a TRL reward function of ``(prompts, completions)``."""
+    """The world's normalised proxy score as a TRL reward function of ``(prompts, completions)``.
+
+    Taught in notebook 07.
+    """
 
     def proxy_reward(prompts, completions, **_):
         texts = [f"{p} {c}".strip() for p, c in zip(prompts, completions, strict=True)]
-        return world.normalise_scores(score_texts(world.reward_model, world.tokenizer, texts)).tolist()
+        return world.score(texts).tolist()
 
     return proxy_reward
 
 
 @dataclass
 class TRLRun:
-    """A TRL run: the trained policy, TRL's own log and the wall time."""
+    """A TRL run: the trained policy, TRL's own log and the wall time.
+
+    Taught in notebook 07.
+    """
 
     algorithm: str
     beta: float
@@ -120,7 +128,10 @@ def train_trl(
     seed: int = 0,
 ) -> TRLRun:
     """Train a copy of the world's SFT model with TRL's RLOO or GRPO against the proxy reward for
-    ``episodes`` completions (``episodes / batch`` rounds), printing nothing."""
+    ``episodes`` completions (``episodes / batch`` rounds), printing nothing.
+
+    Taught in notebook 07.
+    """
     from trl import GRPOTrainer, RLOOTrainer
 
     rounds = max(1, episodes // batch)
@@ -158,14 +169,17 @@ def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0)
     """Proxy score, gold reward, well-formed rate and the KL to the reference of ``n`` fresh samples
     of ``policy``: ``kl_sequence`` is the mean over responses of ``Σ_t k1_t`` (what RLOO and PPO
     penalise), ``kl_token`` the mean of ``k1_t`` over all response tokens (what GRPO's loss and
-    TRL's logged ``kl`` average)."""
+    TRL's logged ``kl`` average).
+
+    Taught in notebook 07.
+    """
     policy = policy.to(world.device).eval()
     torch.manual_seed(seed)
     rollout = sample(policy, world.tokenizer, world.prompts(n, seed=seed), max_new_tokens=MAX_RESPONSE_TOKENS)
     mask = rollout.response_mask.to(world.device).float()
     kl = per_token_kl(response_logprobs(policy, rollout), response_logprobs(world.reference, rollout), mask)
     return {
-        "proxy_score": float(world.normalise_scores(score_rollout(world.reward_model, rollout)).mean()),
+        "proxy_score": float(world.score(rollout).mean()),
         "gold_reward": float(world.gold(rollout.texts()).mean()),
         "well_formed": well_formed_rate(rollout, world.grammar),
         "kl_sequence": float(kl.sum(1).mean()),

@@ -14,7 +14,10 @@ from klcourse.kl import bernoulli_kl
 
 
 def coin_bars(a: float, b: float, ax=None):
-    """Bar chart of coins A and B with ``KL(A‖B)`` and ``KL(B‖A)`` in the title."""
+    """Bar chart of coins A and B with ``KL(A‖B)`` and ``KL(B‖A)`` in the title.
+
+    Taught in notebook 01.
+    """
     ax = ax or plt.gca()
     x = np.arange(2)
     ax.bar(x - 0.2, [a, 1 - a], width=0.4, label=f"A (heads {a:.2f})")
@@ -32,6 +35,8 @@ def coin_kl_map(n: int = 199, mark: tuple[float, float] | None = (0.7, 0.5)):
 
     ``mark`` puts a dot at one ``(a, b)`` pair (the course's coin example by default).
     Returns the matplotlib figure.
+
+    Taught in notebook 01.
     """
     probs = np.linspace(0.005, 0.995, n)
     a, b = np.meshgrid(probs, probs, indexing="ij")
@@ -51,7 +56,10 @@ def coin_kl_map(n: int = 199, mark: tuple[float, float] | None = (0.7, 0.5)):
 
 def coin_explorer(static: bool = False):
     """Sliders for both coins when ipywidgets can render (an ``ipywidgets.interactive`` widget), else the
-    static :func:`coin_kl_map`. Taught in notebook 01 (§7)."""
+    static :func:`coin_kl_map` (§7).
+
+    Taught in notebook 01.
+    """
     if not static:
         try:
             import ipywidgets as widgets

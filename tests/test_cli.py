@@ -50,27 +50,36 @@ def test_bad_options(tmp_path):
         (["-m", "klcourse", "sweep", "--out", "/proc/klcourse"], ["--out", "/proc/klcourse"]),
         (["-m", "klcourse", "build", "--preset", "huge"], ["--preset", "'huge'", "laptop"]),
         (["-m", "klcourse", "launch"], ["invalid choice", "build"]),
-        (["-m", "klcourse.bench", "kl-cost", "--batch", "0"], ["--batch", "'0'", "positive integer"]),
-        (["-m", "klcourse.bench", "kl-cost", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda"]),
-        (["-m", "klcourse.bench", "stability", "--settings", "3e-4"], ["--settings", "LRxEPOCHS"]),
-        (["-m", "klcourse.bench", "stability", "--seeds", "-1"], ["--seeds", "'-1'"]),
-        (["-m", "klcourse.bench", "ppo", "--preset", "huge"], ["--preset", "'huge'"]),
-        (["-m", "klcourse.regenerate", "notebooks/99_missing.ipynb"], ["no such notebook", "99_missing"]),
-        (["-m", "klcourse.regenerate", "README.md"], ["must be a .ipynb notebook", "README.md"]),
-        (["-m", "klcourse.regenerate", "--root", str(tmp_path / "none")], ["--root", "no such folder"]),
-        (["-m", "klcourse.regenerate", "--root", str(tmp_path)], ["--root", "no notebooks found"]),
-        (["-m", "klcourse.seedcheck", "--seeds", "-1"], ["--seeds", "'-1'"]),
-        (["-m", "klcourse.seedcheck"], ["--seeds", "required"]),
+        (["-m", "klcourse.tools.bench", "kl-cost", "--batch", "0"], ["--batch", "'0'", "positive integer"]),
+        (["-m", "klcourse.tools.bench", "kl-cost", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda"]),
+        (["-m", "klcourse.tools.bench", "stability", "--settings", "3e-4"], ["--settings", "LRxEPOCHS"]),
+        (["-m", "klcourse.tools.bench", "stability", "--seeds", "-1"], ["--seeds", "'-1'"]),
+        (["-m", "klcourse.tools.bench", "ppo", "--preset", "huge"], ["--preset", "'huge'"]),
+        (
+            ["-m", "klcourse.tools.regenerate", "notebooks/99_missing.ipynb"],
+            ["no such notebook", "99_missing"],
+        ),
+        (["-m", "klcourse.tools.regenerate", "README.md"], ["must be a .ipynb notebook", "README.md"]),
+        (["-m", "klcourse.tools.regenerate", "--root", str(tmp_path / "none")], ["--root", "no such folder"]),
+        (["-m", "klcourse.tools.regenerate", "--root", str(tmp_path)], ["--root", "no notebooks found"]),
+        (["-m", "klcourse.tools.seedcheck", "--seeds", "-1"], ["--seeds", "'-1'"]),
+        (["-m", "klcourse.tools.seedcheck"], ["--seeds", "required"]),
     ]
     if not torch.cuda.is_available():
-        cases.append((["-m", "klcourse.bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"]))
+        cases.append(
+            (["-m", "klcourse.tools.bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"])
+        )
     for args, says in cases:
         assert_one_line(run(args), 2, *says)
 
 
 @pytest.mark.parametrize(
     "command",
-    [["-m", "klcourse", "build"], ["-m", "klcourse", "sweep"], ["-m", "klcourse.regenerate", "x.ipynb"]],
+    [
+        ["-m", "klcourse", "build"],
+        ["-m", "klcourse", "sweep"],
+        ["-m", "klcourse.tools.regenerate", "x.ipynb"],
+    ],
 )
 def test_bad_environment_variables(command, tmp_path):
     nb = tmp_path / "x.ipynb"
@@ -89,7 +98,7 @@ def test_bad_environment_variables(command, tmp_path):
 def test_a_full_disk_is_one_line(tmp_path):
     """The world's first write fails with ENOSPC, as on a full disk."""
     script = (
-        "import errno, sys, klcourse.artifacts as a\n"
+        "import errno, sys, klcourse.world.artifacts as a\n"
         "def full(*args, **kwargs):\n"
         "    raise OSError(errno.ENOSPC, 'No space left on device', kwargs.get('dir'))\n"
         "a.tempfile.mkdtemp = full\n"
@@ -157,10 +166,13 @@ def test_ctrl_c_during_regenerate_leaves_the_notebook_as_it_was(tmp_path):
     nb = tmp_path / "01.ipynb"
     shutil.copy(NOTEBOOK, nb)
     before = nb.read_bytes()
-    proc = _popen(["-m", "klcourse.regenerate", str(nb)], {})
+    proc = _popen(["-m", "klcourse.tools.regenerate", str(nb)], {})
     started = time.monotonic()
     _, err = _interrupt_when(proc, lambda: time.monotonic() - started > 6)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
-    assert "0 notebooks were regenerated" in err and f"To finish: python -m klcourse.regenerate {nb}" in err
+    assert (
+        "0 notebooks were regenerated" in err
+        and f"To finish: python -m klcourse.tools.regenerate {nb}" in err
+    )
     assert nb.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01.ipynb"], "no temporary file is left"

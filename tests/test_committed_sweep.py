@@ -19,7 +19,7 @@ COMMITTED = Path(__file__).parents[1] / "results" / "laptop-sweep"
 COMMITTED_GPU = COMMITTED.parent / "gpu-sweep"
 #: The run that is trained again: a leashed β near the best, seed 0.
 RERUN = RunSpec(beta=0.1, seed=0)
-#: Thresholds every world seed must meet (checked for seeds 0–4 with ``python -m klcourse.seedcheck``).
+#: Thresholds every world seed must meet (checked for seeds 0–4 with ``python -m klcourse.tools.seedcheck``).
 MIN_SFT_WELL_FORMED = 0.90
 MIN_REWARD_ACCURACY = 0.90
 

@@ -1,6 +1,6 @@
 """Diversity measures (distinct-n, modal share, entropy), the mean and its standard error, Kish's
 effective sample size, the heat map's outlier-robust colour scale, and the run times written by
-``python -m klcourse.regenerate``."""
+``python -m klcourse.tools.regenerate``."""
 
 import json
 import math
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from klcourse import regenerate
 from klcourse.diversity import distinct_n, measure, modal_share
 from klcourse.heatmap import token_heatmap
 from klcourse.optimal import effective_sample_size, snis_weights
 from klcourse.sampling import every_prompt
 from klcourse.stats import mean_and_se
+from klcourse.tools import regenerate
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).parents[1]

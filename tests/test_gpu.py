@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from klcourse.bench import kl_cost
 from klcourse.config import get_preset
 from klcourse.ppo import config_for, train
+from klcourse.tools.bench import kl_cost
 from klcourse.world import load_world
 
 pytestmark = [

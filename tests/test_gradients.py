@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from klcourse.chain_rule import tiny_model
+from klcourse.chain_rule import enumerate_responses, tiny_model
 from klcourse.gradients import (
     ESTIMATORS,
     PLACEMENTS,
@@ -107,7 +107,9 @@ def test_monte_carlo_agrees_with_the_exact_gradient(estimator, placement):
 def test_sequence_gradients_on_the_enumerable_model():
     reference = tiny_model(11)
     policy = copy.deepcopy(tiny_model(10)).requires_grad_(True)
-    s = sequence_gradients(policy, reference, torch.tensor([1, 3]), max_new_tokens=4, eos_id=0, pad_id=4)
+    prompt = torch.tensor([1, 3])
+    enum = enumerate_responses(policy, reference, prompt, max_new_tokens=4, eos_id=0, pad_id=4)
+    s = sequence_gradients(policy, reference, prompt, enum)
     scale = s.true.norm()
     assert s.kl > 0 and scale > 0
     torch.testing.assert_close(s.reward_k1, s.true, rtol=1e-7, atol=1e-9 * scale)

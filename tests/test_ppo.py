@@ -136,8 +136,9 @@ def test_adaptive_controller_known_updates():
 
 
 def test_config_validation_and_presets():
-    with pytest.raises(ValueError, match="kl_estimator"):
-        PPOConfig(kl_estimator="k2")
+    with pytest.raises(ValueError, match="estimator must be one of k1, k2, k3, got 'k4'"):
+        PPOConfig(kl_estimator="k4")
+    assert PPOConfig(kl_estimator="k2").kl_estimator == "k2"  # every estimator of klcourse.kl.ESTIMATORS
     with pytest.raises(ValueError, match="multiple"):
         PPOConfig(batch_size=10, mini_batch_size=4)
     cfg = config_for(get_preset("smoke"), beta=0.3)

@@ -8,6 +8,7 @@ from conftest import launch_two
 
 from klcourse.config import get_preset
 from klcourse.ppo import config_for, disable_dropout, train
+from klcourse.world.artifacts import save_run
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def test_kl_at_beta_zero_exceeds_kl_at_large_beta(smoke_world, tmp_path):
     }
     assert columns <= set(free.metrics.columns) and len(free.metrics) == preset.ppo_steps
     assert (free.metrics["non_score_reward"] == 0).all()  # β = 0: no KL term in the reward
-    free.save(tmp_path / "run", smoke_world.tokenizer)
+    save_run(free, tmp_path / "run", smoke_world.tokenizer)
     assert {"metrics.csv", "metrics.json", "config.json", "policy"} <= {
         p.name for p in (tmp_path / "run").iterdir()
     }

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from klcourse import annotator
 from klcourse.config import get_preset
-from klcourse.gold import gold_reward
-from klcourse.grammar import REVIEWS
 from klcourse.scaling import fit_gao
 from klcourse.seeding import course_seed
 from klcourse.settings import SEED_ENV
-from klcourse.training import preference_pairs
+from klcourse.world import annotator
+from klcourse.world.gold import gold_reward
+from klcourse.world.grammar import REVIEWS
+from klcourse.world.training import preference_pairs
 
 
 @pytest.mark.parametrize("form", ["best-of-n", "rl"])

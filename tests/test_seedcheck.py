@@ -1,10 +1,10 @@
-"""``python -m klcourse.seedcheck`` runs notebooks under each seed and reports what broke."""
+"""``python -m klcourse.tools.seedcheck`` runs notebooks under each seed and reports what broke."""
 
 import os
 
 import nbformat
 
-from klcourse import seedcheck
+from klcourse.tools import seedcheck
 
 
 def _notebook(path, source):

@@ -9,13 +9,13 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from klcourse import artifacts
 from klcourse.chain_rule import enumerate_responses
-from klcourse.gold import MALFORMED_PENALTY, gold_reward
-from klcourse.grammar import REVIEWS, Grammar
 from klcourse.logprobs import exact_per_token_kl, gather_logprobs, per_token_kl, response_logits
 from klcourse.sampling import response_mask
-from klcourse.tokenizer import build_tokenizer
+from klcourse.world import artifacts
+from klcourse.world.gold import MALFORMED_PENALTY, gold_reward
+from klcourse.world.grammar import REVIEWS, Grammar
+from klcourse.world.tokenizer import build_tokenizer
 
 TINY = Grammar(
     subjects={"food": 0.7, "room": 0.3},
@@ -143,7 +143,7 @@ def test_tokenizer_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     texts = [" ".join(REVIEWS.sample(rng)) for _ in range(50)]
     tok.save_pretrained(tmp_path)
-    from klcourse.loading import load_tokenizer
+    from klcourse.world.loading import load_tokenizer
 
     loaded = load_tokenizer(tmp_path)
     for t in texts:
@@ -260,5 +260,6 @@ def test_per_token_kl_masks_and_validates():
     mask = torch.tensor([[1, 1, 0]])
     assert per_token_kl(lp, lq, mask).tolist() == [[0.5, -1.0, 0.0]]
     assert (per_token_kl(lp, lq, mask, "k3")[0, :2] > 0).all()
-    with pytest.raises(ValueError, match="estimator"):
-        per_token_kl(lp, lq, mask, "k2")
+    torch.testing.assert_close(per_token_kl(lp, lq, mask, "k2"), torch.tensor([[0.125, 0.5, 0.0]]))
+    with pytest.raises(ValueError, match="estimator must be one of k1, k2, k3"):
+        per_token_kl(lp, lq, mask, "k4")

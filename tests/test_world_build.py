@@ -4,12 +4,10 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2ForSequenceClassification
 
-from klcourse import artifacts
 from klcourse.config import get_preset, with_seed
-from klcourse.loading import load_causal_lm, load_reward_model, load_tokenizer
 from klcourse.sampling import sample, well_formed_rate
-from klcourse.training import score_texts
-from klcourse.world import MAX_RESPONSE_TOKENS, build, load_world
+from klcourse.world import MAX_RESPONSE_TOKENS, artifacts, build, load_world
+from klcourse.world.loading import load_causal_lm, load_reward_model, load_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +23,11 @@ def test_world_loads_and_works(world):
     rollout = sample(w.reference, w.tokenizer, w.prompts(64, seed=0), max_new_tokens=MAX_RESPONSE_TOKENS)
     assert rollout.response_ids.shape[0] == 64
     assert well_formed_rate(rollout, w.grammar) > 0.3  # smoke models are tiny; laptop reaches > 90 %
-    scores = score_texts(w.reward_model, w.tokenizer, rollout.texts())
+    scores = w.score(rollout)
     assert scores.shape == (64,) and torch.isfinite(scores).all()
+    # a text scored alone (no padding) gets exactly its rollout's score
+    one_by_one = torch.cat([w.score([text]) for text in rollout.texts()[:8]])
+    torch.testing.assert_close(one_by_one, scores[:8], rtol=1e-4, atol=1e-5)
     assert set(w.build_info) >= {"sft", "reward", "drifted"}
     assert 0 <= w.build_info["sft"]["well_formed_rate"] <= 1
 
@@ -64,8 +65,8 @@ def test_corrupted_model_is_rebuilt(world):
 
 
 def _reward_config():
-    from klcourse.grammar import REVIEWS
-    from klcourse.world import _configs
+    from klcourse.world.core import _configs
+    from klcourse.world.grammar import REVIEWS
 
     return _configs(get_preset("smoke"), REVIEWS)["reward"]
 

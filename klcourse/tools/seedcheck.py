@@ -1,4 +1,4 @@
-"""Re-run every notebook's assertions on other seeds: ``python -m klcourse.seedcheck --seeds 1 2 3``.
+"""Re-run every notebook's assertions on other seeds: ``python -m klcourse.tools.seedcheck --seeds 1 2 3``.
 
 An assertion cell in a notebook claims a conclusion ("KL falls as β rises", "π*'s gold reward
 peaks and falls"), with margins meant to hold for any seed. This command checks that claim: for each
@@ -14,11 +14,11 @@ import os
 
 from nbclient.exceptions import CellExecutionError
 
-from klcourse import cli
-from klcourse.regenerate import chosen_notebooks, notebook_parser, prepare_environment, run_notebook
 from klcourse.settings import SEED_ENV
+from klcourse.tools import cli
+from klcourse.tools.regenerate import chosen_notebooks, notebook_parser, prepare_environment, run_notebook
 
-PROG = "python -m klcourse.seedcheck"
+PROG = "python -m klcourse.tools.seedcheck"
 
 
 def _failure(error: CellExecutionError) -> str:

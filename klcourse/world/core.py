@@ -3,17 +3,17 @@
 Four artifacts, each a folder that ``from_pretrained`` can load (the tokenizer is saved beside
 every model):
 
-* ``tokenizer`` — word-level, from :mod:`klcourse.tokenizer`;
+* ``tokenizer`` — word-level, from :mod:`klcourse.world.tokenizer`;
 * ``sft`` — the SFT model: a small GPT-2 trained on grammar samples with TRL's ``SFTTrainer``;
   it is the frozen reference of every later notebook and the initial policy;
 * ``reward`` — the proxy reward model, trained with TRL's ``RewardTrainer`` on pairs of
-  well-formed reviews ranked by the biased annotator of :mod:`klcourse.annotator`;
+  well-formed reviews ranked by the biased annotator of :mod:`klcourse.world.annotator`;
 * ``drifted`` — the SFT model fine-tuned on positive reviews only: a policy that has drifted from
   the reference, for notebook 03's per-token KL before PPO exists.
 
 ``python -m klcourse build`` builds them all with progress bars; :func:`load_world` builds what
 is missing and loads the rest. Models from the hub or any local folder load through
-:mod:`klcourse.loading` the same way.
+:mod:`klcourse.world.loading` the same way.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ import torch
 import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from klcourse import annotator, artifacts, gold, training
 from klcourse.config import Preset, get_preset, pick_device
-from klcourse.grammar import REVIEWS, Grammar
-from klcourse.loading import load_causal_lm, load_reward_model, load_tokenizer
-from klcourse.sampling import review_prompts, sample, well_formed_rate
-from klcourse.tokenizer import build_tokenizer
+from klcourse.sampling import Rollout, review_prompts, sample, well_formed_rate
+from klcourse.world import annotator, artifacts, gold, training
+from klcourse.world.grammar import REVIEWS, Grammar
+from klcourse.world.loading import load_causal_lm, load_reward_model, load_tokenizer
+from klcourse.world.tokenizer import build_tokenizer
 
 #: Bump when the build code changes what it produces: every cached artifact is then rebuilt.
 BUILD_VERSION = 2
@@ -50,7 +50,10 @@ NORMALISATION_SAMPLES = 1024
 @dataclass
 class World:
     """The loaded world: grammar, tokenizer, frozen reference (SFT), proxy reward model and the
-    drifted policy, all on ``device``, plus what their builds measured."""
+    drifted policy, all on ``device``, plus what their builds measured.
+
+    Taught in notebook 03.
+    """
 
     preset: Preset
     device: torch.device
@@ -63,16 +66,36 @@ class World:
     build_info: dict[str, dict] = field(default_factory=dict)
 
     def prompts(self, n: int, seed: int) -> list[str]:
-        """``n`` review prompts ``"the <subject>"``, reproducible from ``seed``."""
+        """``n`` review prompts ``"the <subject>"``, reproducible from ``seed``.
+
+        Taught in notebooks 03, 04, 05, 06 and 07.
+        """
         return review_prompts(self.grammar, n, np.random.default_rng(seed))
 
-    def normalise_scores(self, raw: torch.Tensor) -> torch.Tensor:
-        """Reward-model scores rescaled to mean 0, std 1 on the reference's samples [Ziegler 2019]."""
+    @torch.no_grad()
+    def score(self, responses: Rollout | list[str]) -> torch.Tensor:
+        """The proxy reward: the reward model's score of each prompt + response, normalised to mean 0,
+        std 1 on the reference's own samples [Ziegler 2019]. ``responses`` is a :class:`Rollout`
+        (scored on its token ids, read at the last real token, the ``<eos>``) or whole review texts
+        (each scored as ``<bos> text <eos>``, as in training), beside :meth:`gold`, the truth.
+
+        Taught in notebooks 03, 04, 05 and 06.
+        """
+        if isinstance(responses, Rollout):
+            device = next(self.reward_model.parameters()).device
+            ids, mask = responses.input_ids.to(device), responses.attention_mask.to(device)
+            raw = self.reward_model(input_ids=ids, attention_mask=mask).logits[:, 0].float()
+        else:
+            raw = training.score_texts(self.reward_model, self.tokenizer, list(responses))
         info = self.build_info["reward"]
         return (raw - info["score_mean"]) / info["score_std"]
 
     def gold(self, texts: list[str]) -> torch.Tensor:
-        """Gold rewards of whole review texts (prompt + response)."""
+        """The gold reward of whole review texts (prompt + response): the truth the policy never sees,
+        beside :meth:`score`, the proxy it optimises.
+
+        Taught in notebooks 04, 05 and 06.
+        """
         return torch.tensor([gold.gold_reward(t, self.grammar) for t in texts])
 
 
@@ -123,6 +146,8 @@ def build(
 
     With ``progress`` each training shows the course's own progress bar; without it nothing but
     ``log`` lines is shown. ``datasets``' and ``transformers``' own bars stay off either way.
+
+    Taught in notebook 03.
     """
     with _library_bars_off():
         return _build(preset, grammar, force, progress, root, log)
@@ -165,10 +190,7 @@ def _build(
             training.new_causal_lm(tok, cfg),
             tok,
             texts,
-            epochs=cfg.sft_epochs,
-            batch=cfg.sft_batch,
-            lr=cfg.sft_lr,
-            seed=cfg.seed,
+            training.Schedule(cfg.sft_epochs, cfg.sft_batch, cfg.sft_lr, cfg.seed),
             progress=progress,
         )
         seconds = time.perf_counter() - t0
@@ -192,10 +214,7 @@ def _build(
             tok,
             chosen,
             rejected,
-            epochs=cfg.rm_epochs,
-            batch=cfg.rm_batch,
-            lr=cfg.rm_lr,
-            seed=cfg.seed,
+            training.Schedule(cfg.rm_epochs, cfg.rm_batch, cfg.rm_lr, cfg.seed),
             progress=progress,
         )
         seconds = time.perf_counter() - t0
@@ -233,10 +252,7 @@ def _build(
             load_causal_lm(paths["sft"]),
             tok,
             positive,
-            epochs=1,
-            batch=cfg.sft_batch,
-            lr=cfg.sft_lr / 3,
-            seed=cfg.seed,
+            training.Schedule(epochs=1, batch=cfg.sft_batch, lr=cfg.sft_lr / 3, seed=cfg.seed),
             progress=progress,
         )
         seconds = time.perf_counter() - t0
@@ -265,7 +281,10 @@ def load_world(
     root: Path | None = None,
     log=print,
 ) -> World:
-    """Load the world of ``preset`` onto ``device``, building whatever the cache lacks."""
+    """Load the world of ``preset`` onto ``device``, building whatever the cache lacks.
+
+    Taught in notebook 03.
+    """
     device = device or pick_device()
     preset = preset if isinstance(preset, Preset) else get_preset(preset, device)
     paths = build(preset, progress=progress, root=root, log=log)

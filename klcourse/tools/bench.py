@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``python -m klcourse.bench kl-cost``, ``… ppo`` and ``… stability``.
+"""Benchmarks that print figures: ``python -m klcourse.tools.bench kl-cost``, ``… ppo`` and ``… stability``.
 
 ``stability`` trains PPO at several update sizes (learning rate × epochs over each batch), βs and
 seeds, and counts the runs that spike: whose KL to the reference rises by more than
@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from klcourse import cli
 from klcourse.config import PRESETS
 from klcourse.logprobs import exact_per_token_kl, gather_logprobs
+from klcourse.tools import cli
 
 #: A run "spikes" when its KL to the reference rises by more than this many nats in one step.
 SPIKE_NATS = 3.0
@@ -258,8 +258,8 @@ def update_stability(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.cli.run`)."""
-    parser = cli.Parser(prog="python -m klcourse.bench")
+    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.tools.cli.run`)."""
+    parser = cli.Parser(prog="python -m klcourse.tools.bench")
     sub = parser.add_subparsers(dest="benchmark", required=True)
     k = sub.add_parser("kl-cost", help="full-vocabulary vs sampled-token KL: time and memory")
     k.add_argument("--vocab", type=cli.positive_int, default=GPT2_VOCAB)

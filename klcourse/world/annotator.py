@@ -2,7 +2,7 @@
 
 Real preference data is labelled by people (or models) with systematic biases, and a reward model
 learns those biases along with the signal. This annotator has two that are documented in real RLHF
-data, and the gold reward (:mod:`klcourse.gold`) pays for neither:
+data, and the gold reward (:mod:`klcourse.world.gold`) pays for neither:
 
 * **keyword bias** — it reads a clause's sentiment words but not their negation: "the food was not
   excellent" reads to it like "the food was excellent" (bag-of-words sentiment raters and learned
@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from klcourse.gold import clause_sentiment
-from klcourse.grammar import REVIEWS, Clause, Grammar
+from klcourse.world.gold import clause_sentiment
+from klcourse.world.grammar import REVIEWS, Clause, Grammar
 
 #: The annotator's extra rating for each modifier ("very", "really", "quite", "not") in a clause.
 VERBOSITY_BONUS = 0.3
@@ -37,7 +37,10 @@ ANNOTATOR_NOISE = 0.2
 
 def clause_rating(clause: Clause) -> float:
     """``clip(m·v, −1, 1) + VERBOSITY_BONUS·(#modifiers)``: the clause's sentiment with its
-    negation unread, plus the verbosity bonus."""
+    negation unread, plus the verbosity bonus.
+
+    Taught in notebook 03.
+    """
     unread = Clause(clause.subject, False, clause.intensifier, clause.adjective)
     modifiers = int(clause.negated) + int(clause.intensifier is not None)
     return clause_sentiment(unread) + VERBOSITY_BONUS * modifiers
@@ -48,6 +51,8 @@ def annotator_rating(text: str | Sequence[str], grammar: Grammar = REVIEWS) -> f
 
     Raises ``ValueError`` for malformed text: the annotator only ever labels well-formed reviews,
     which is why the reward model has to extrapolate off the grammar.
+
+    Taught in notebook 03.
     """
     parse = grammar.parse(text)
     if parse is None:

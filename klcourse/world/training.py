@@ -3,7 +3,7 @@ model (``RewardTrainer``).
 
 Both are small GPT-2-architecture ``transformers`` models. The reward model learns Bradley–Terry
 preferences, ``P(chosen ≻ rejected) = σ(r(chosen) − r(rejected))``, from pairs of **well-formed**
-reviews ranked by the simulated annotator of :mod:`klcourse.annotator`. Two doors to reward hacking
+reviews ranked by the simulated annotator of :mod:`klcourse.world.annotator`. Two doors to reward hacking
 follow: it never sees malformed text, so how it scores malformed text is whatever it happens to
 extrapolate; and it learns the annotator's biases, which the gold reward does not share.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,9 +30,9 @@ from transformers import (
 )
 from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
-from klcourse.annotator import ANNOTATOR_NOISE, annotator_rating
 from klcourse.config import WorldConfig
-from klcourse.grammar import Grammar
+from klcourse.world.annotator import ANNOTATOR_NOISE, annotator_rating
+from klcourse.world.grammar import Grammar
 
 
 def _gpt2_config(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig, **extra) -> GPT2Config:
@@ -49,25 +50,48 @@ def _gpt2_config(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig, **extra) 
 
 
 def new_causal_lm(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig) -> GPT2LMHeadModel:
-    """A freshly initialised GPT-2 language model of the world's shape (seeded by ``cfg.seed``)."""
+    """A freshly initialised GPT-2 language model of the world's shape (seeded by ``cfg.seed``).
+
+    Taught in notebook 03.
+    """
     torch.manual_seed(cfg.seed)
     return GPT2LMHeadModel(_gpt2_config(tokenizer, cfg))
 
 
 def new_reward_model(tokenizer: PreTrainedTokenizerBase, cfg: WorldConfig) -> GPT2ForSequenceClassification:
-    """A freshly initialised GPT-2 scalar-output sequence classifier (``num_labels=1``)."""
+    """A freshly initialised GPT-2 scalar-output sequence classifier (``num_labels=1``).
+
+    Taught in notebook 03.
+    """
     torch.manual_seed(cfg.seed + 1)
     return GPT2ForSequenceClassification(_gpt2_config(tokenizer, cfg, num_labels=1))
 
 
 def no_checkpointing(config_class: type) -> dict[str, bool]:
     """Trainer arguments that switch gradient (activation) checkpointing off, under the name
-    ``config_class`` knows: transformers renamed the argument during 5.x."""
+    ``config_class`` knows: transformers renamed the argument during 5.x.
+
+    Taught in notebook 03.
+    """
     renamed = "activation_checkpointing" in config_class.__dataclass_fields__
     return {"activation_checkpointing" if renamed else "gradient_checkpointing": False}
 
 
-def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> dict:
+@dataclass(frozen=True)
+class Schedule:
+    """How a model is trained: passes over the data, batch size, peak learning rate (cosine decay
+    after 10 warm-up steps) and seed.
+
+    Taught in notebook 03.
+    """
+
+    epochs: int
+    batch: int
+    lr: float
+    seed: int
+
+
+def _settings(schedule: Schedule, progress: bool) -> dict:
     """Trainer arguments shared by both runs, chosen for speed on a CPU.
 
     bf16 autocast and gradient checkpointing (TRL's defaults where supported) are switched off:
@@ -75,9 +99,9 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
     """
     return dict(
         output_dir=tempfile.mkdtemp(prefix="klcourse-trainer-"),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch,
-        learning_rate=lr,
+        num_train_epochs=schedule.epochs,
+        per_device_train_batch_size=schedule.batch,
+        learning_rate=schedule.lr,
         lr_scheduler_type="cosine",
         warmup_steps=10,
         logging_steps=50,
@@ -85,8 +109,8 @@ def _settings(epochs: int, batch: int, lr: float, seed: int, progress: bool) -> 
         logging_strategy="steps" if progress else "no",
         save_strategy="no",
         report_to="none",
-        seed=seed,
-        data_seed=seed,
+        seed=schedule.seed,
+        data_seed=schedule.seed,
         bf16=False,
         **no_checkpointing(SFTConfig),
         use_cpu=not torch.cuda.is_available(),
@@ -133,7 +157,10 @@ def _fit(trainer: Trainer, desc: str, progress: bool) -> PreTrainedModel:
 
 def unpatched(model: PreTrainedModel) -> PreTrainedModel:
     """``model`` with TRL's per-instance ``forward`` patch (``SFTTrainer``, ``GRPOTrainer``) removed,
-    so that it samples and scores like the same weights loaded from disk."""
+    so that it samples and scores like the same weights loaded from disk.
+
+    Taught in notebook 03.
+    """
     model.__dict__.pop("forward", None)
     return model
 
@@ -147,19 +174,18 @@ def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
+    schedule: Schedule,
     *,
-    epochs: int,
-    batch: int,
-    lr: float,
-    seed: int,
     progress: bool = True,
 ) -> PreTrainedModel:
     """Supervised fine-tuning with TRL's ``SFTTrainer``: next-token cross-entropy on ``texts``.
 
     Each text is tokenized as ``<bos> words… <eos>``, so the model learns where reviews end.
+
+    Taught in notebook 03.
     """
     dataset = Dataset.from_dict({"input_ids": _ids_with_eos(tokenizer, texts)})
-    args = SFTConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
+    args = SFTConfig(max_length=model.config.n_positions, **_settings(schedule, progress))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     return _fit(trainer, "SFT", progress)
 
@@ -168,12 +194,14 @@ def preference_pairs(
     grammar: Grammar, n: int, seed: int, noise: float | None = ANNOTATOR_NOISE
 ) -> tuple[list[str], list[str]]:
     """``n`` pairs ``(chosen, rejected)`` of well-formed reviews with the same subject, labelled by
-    the simulated annotator of :mod:`klcourse.annotator`.
+    the simulated annotator of :mod:`klcourse.world.annotator`.
 
     With ``noise = τ`` the annotator prefers ``a`` to ``b`` with the Bradley–Terry probability
     ``σ((u(a) − u(b))/τ)`` of its ratings ``u``, so close calls are sometimes labelled either way,
     as real annotators do; ``noise=None`` labels every pair by the higher rating (for measuring
     how well a reward model ranks). Pairs whose ratings tie are skipped: they carry no preference.
+
+    Taught in notebook 03.
     """
     rng = np.random.default_rng(seed)
     subjects = list(grammar.subjects)
@@ -199,18 +227,18 @@ def train_reward_model(
     tokenizer: PreTrainedTokenizerBase,
     chosen: list[str],
     rejected: list[str],
+    schedule: Schedule,
     *,
-    epochs: int,
-    batch: int,
-    lr: float,
-    seed: int,
     progress: bool = True,
 ) -> PreTrainedModel:
-    """Bradley–Terry training with TRL's ``RewardTrainer``: minimise ``−log σ(r_c − r_r)``."""
+    """Bradley–Terry training with TRL's ``RewardTrainer``: minimise ``−log σ(r_c − r_r)``.
+
+    Taught in notebook 03.
+    """
     dataset = Dataset.from_dict(
         {"chosen_ids": _ids_with_eos(tokenizer, chosen), "rejected_ids": _ids_with_eos(tokenizer, rejected)}
     )
-    args = RewardConfig(max_length=model.config.n_positions, **_settings(epochs, batch, lr, seed, progress))
+    args = RewardConfig(max_length=model.config.n_positions, **_settings(schedule, progress))
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     return _fit(trainer, "reward model", progress)
 
@@ -219,7 +247,10 @@ def train_reward_model(
 def score_texts(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch: int = 256
 ) -> torch.Tensor:
-    """Reward-model scores of whole texts, each scored as ``<bos> text <eos>`` like in training."""
+    """Reward-model scores of whole texts, each scored as ``<bos> text <eos>`` like in training.
+
+    Taught in notebook 03.
+    """
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(texts), batch):
@@ -235,7 +266,10 @@ def pairwise_accuracy(
     chosen: list[str],
     rejected: list[str],
 ) -> float:
-    """Fraction of pairs the reward model ranks like the gold reward: ``r(chosen) > r(rejected)``."""
+    """Fraction of pairs the reward model ranks like the gold reward: ``r(chosen) > r(rejected)``.
+
+    Taught in notebook 03.
+    """
     return (
         (score_texts(model, tokenizer, chosen) > score_texts(model, tokenizer, rejected))
         .float()

@@ -1,4 +1,4 @@
-"""Regenerate the committed notebook outputs: ``python -m klcourse.regenerate``.
+"""Regenerate the committed notebook outputs: ``python -m klcourse.tools.regenerate``.
 
 Runs every notebook (``notebooks/NN_*.ipynb`` in order, then ``notebooks/solutions/``) in a
 fresh kernel, top to bottom, on the ``laptop`` preset unless ``KLCOURSE_PRESET`` says otherwise,
@@ -25,12 +25,12 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from klcourse import cli
-from klcourse.artifacts import write_atomic
 from klcourse.config import PRESETS
 from klcourse.settings import PRESET_ENV, check_environment
+from klcourse.tools import cli
+from klcourse.world.artifacts import write_atomic
 
-PROG = "python -m klcourse.regenerate"
+PROG = "python -m klcourse.tools.regenerate"
 #: Each notebook's last measured wall time, in seconds, by file name: the one source of the run times.
 RUNTIMES = "runtimes.json"
 _RUN_TIME_LINE = re.compile(r"^\*\*Run time\*\*.*$", re.MULTILINE)
@@ -139,7 +139,7 @@ def prepare_environment() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.cli.run`)."""
+    """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.tools.cli.run`)."""
     parser = notebook_parser(PROG, __doc__.splitlines()[0])
     args = parser.parse_args(argv)
     paths = chosen_notebooks(parser, args)

@@ -19,7 +19,10 @@ from transformers import (
 
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
-    """``AutoTokenizer.from_pretrained``; adds a pad token (the EOS token) if the model has none."""
+    """``AutoTokenizer.from_pretrained``; adds a pad token (the EOS token) if the model has none.
+
+    Taught in notebook 03.
+    """
     tok = AutoTokenizer.from_pretrained(str(name_or_path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -28,12 +31,18 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_causal_lm(name_or_path: str | Path) -> PreTrainedModel:
-    """A causal language model (policy or reference) by hub name or local folder, in float32."""
+    """A causal language model (policy or reference) by hub name or local folder, in float32.
+
+    Taught in notebook 03.
+    """
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype="float32")
 
 
 def load_reward_model(name_or_path: str | Path) -> PreTrainedModel:
-    """A sequence-classification model with one output (a scalar reward), by hub name or folder."""
+    """A sequence-classification model with one output (a scalar reward), by hub name or folder.
+
+    Taught in notebook 03.
+    """
     model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), dtype="float32")
     if model.config.num_labels != 1:
         raise ValueError(f"{name_or_path}: a reward model needs num_labels=1, got {model.config.num_labels}")

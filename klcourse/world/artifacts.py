@@ -20,21 +20,31 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klcourse.settings import env_cache
+
+if TYPE_CHECKING:
+    from klcourse.ppo import PPOResult
 
 MANIFEST = "manifest.json"
 
 
 def cache_root() -> Path:
-    """``$KLCOURSE_CACHE``, or ``~/.cache/klcourse``; see :func:`klcourse.settings.env_cache`."""
+    """``$KLCOURSE_CACHE``, or ``~/.cache/klcourse``; see :func:`klcourse.settings.env_cache`.
+
+    Taught in notebook 05.
+    """
     return env_cache()
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that ``path`` is never seen half-written."""
+    """Write ``text`` to ``path`` so that ``path`` is never seen half-written.
+
+    Taught in notebook 03.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -49,7 +59,10 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def config_key(config: dict[str, Any]) -> str:
-    """A short stable hash of a JSON-serialisable configuration."""
+    """A short stable hash of a JSON-serialisable configuration.
+
+    Taught in notebook 03.
+    """
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -67,7 +80,10 @@ def _files(folder: Path) -> list[Path]:
 
 
 def verify(folder: Path, config: dict[str, Any]) -> str | None:
-    """``None`` if ``folder`` holds a complete artifact built from ``config``, else the problem."""
+    """``None`` if ``folder`` holds a complete artifact built from ``config``, else the problem.
+
+    Taught in notebook 03.
+    """
     manifest = folder / MANIFEST
     if not manifest.is_file():
         return "no manifest (missing or interrupted build)"
@@ -102,6 +118,8 @@ def get_or_build(
 
     ``build(folder)`` must write the artifact's files into ``folder`` (an empty temporary folder).
     The folder is hashed into a manifest and renamed into place atomically.
+
+    Taught in notebook 03.
     """
     root = root or cache_root()
     final = root / f"{name}-{config_key(config)}"
@@ -125,3 +143,20 @@ def get_or_build(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def save_run(result: PPOResult, folder: str | Path, tokenizer=None) -> None:
+    """Write a PPO run to ``folder``: ``metrics.csv``, ``metrics.json``, ``config.json`` (with its wall
+    time) and the policy checkpoint in ``policy/`` (with ``tokenizer``, if given).
+
+    Taught in notebook 05.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.metrics.to_csv(folder / "metrics.csv", index=False)
+    result.metrics.to_json(folder / "metrics.json", orient="records", indent=1)
+    config = {**asdict(result.config), "seconds": result.seconds}
+    write_atomic(folder / "config.json", json.dumps(config, indent=1))
+    result.policy.save_pretrained(folder / "policy")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder / "policy")

@@ -32,7 +32,10 @@ END = "."
 
 @dataclass(frozen=True)
 class Clause:
-    """One parsed clause: ``the <subject> was [not] [<intensifier>] <adjective>``."""
+    """One parsed clause: ``the <subject> was [not] [<intensifier>] <adjective>``.
+
+    Taught in notebook 03.
+    """
 
     subject: str
     negated: bool
@@ -42,7 +45,10 @@ class Clause:
 
 @dataclass(frozen=True)
 class Parse:
-    """A parsed review: its clauses and the conjunction between them (``None`` for one clause)."""
+    """A parsed review: its clauses and the conjunction between them (``None`` for one clause).
+
+    Taught in notebook 03.
+    """
 
     clauses: tuple[Clause, ...]
     conjunction: str | None
@@ -61,6 +67,8 @@ class Grammar:
 
     ``intensifiers`` uses ``""`` for "no intensifier"; ``p_negation`` is the probability of "not";
     ``p_two_clauses`` the probability of a second clause.
+
+    Taught in notebook 03.
     """
 
     subjects: dict[str, float]

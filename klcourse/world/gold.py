@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from klcourse.grammar import REVIEWS, Clause, Grammar
+from klcourse.world.grammar import REVIEWS, Clause, Grammar
 
 #: Gold reward of any text that does not parse.
 MALFORMED_PENALTY = -1.0
@@ -35,14 +35,20 @@ INTENSIFIER_MULTIPLIERS = {"very": 1.5, "really": 1.4, "quite": 1.2}
 
 
 def clause_sentiment(clause: Clause) -> float:
-    """``clip(m·v, −1, 1)``, then ``−s/2`` if negated."""
+    """``clip(m·v, −1, 1)``, then ``−s/2`` if negated.
+
+    Taught in notebook 03.
+    """
     s = ADJECTIVE_VALUES[clause.adjective] * INTENSIFIER_MULTIPLIERS.get(clause.intensifier or "", 1.0)
     s = max(-1.0, min(1.0, s))
     return -0.5 * s if clause.negated else s
 
 
 def gold_reward(text: str | Sequence[str], grammar: Grammar = REVIEWS) -> float:
-    """Mean clause sentiment of a well-formed review; :data:`MALFORMED_PENALTY` otherwise."""
+    """Mean clause sentiment of a well-formed review; :data:`MALFORMED_PENALTY` otherwise.
+
+    Taught in notebook 03.
+    """
     parse = grammar.parse(text)
     if parse is None:
         return MALFORMED_PENALTY

@@ -11,14 +11,17 @@ from __future__ import annotations
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from klcourse.grammar import REVIEWS, Grammar
+from klcourse.world.grammar import REVIEWS, Grammar
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 
 
 def build_tokenizer(grammar: Grammar = REVIEWS) -> PreTrainedTokenizerFast:
-    """Word-level tokenizer: ids 0–3 are ``<pad> <bos> <eos> <unk>``, then the grammar's words."""
+    """Word-level tokenizer: ids 0–3 are ``<pad> <bos> <eos> <unk>``, then the grammar's words.
+
+    Taught in notebook 03.
+    """
     vocab = {tok: i for i, tok in enumerate((*SPECIAL_TOKENS, *grammar.words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
