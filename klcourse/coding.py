@@ -507,10 +507,11 @@ def _optimal_cases(rng: np.random.Generator) -> list[Case]:
 # 05 · PPO
 
 
-def _gae_ref(rewards, values, mask, gamma, lam) -> torch.Tensor:
+def _gae_ref(rewards, values, mask, gamma, lam, part: int = 0) -> torch.Tensor:
+    """klcourse's GAE: the advantages (``part=0``) or the returns (``part=1``)."""
     from klcourse.ppo import gae
 
-    return gae(rewards, values, mask, gamma, lam)[0]
+    return gae(rewards, values, mask, gamma, lam)[part]
 
 
 def _gae_cases(rng: np.random.Generator) -> list[Case]:
@@ -526,22 +527,6 @@ def _gae_cases(rng: np.random.Generator) -> list[Case]:
         )
         cases.append(Case((rewards, values, mask, gamma, lam), label))
     return cases
-
-
-def _gae_loop(
-    rewards, values, mask, gamma, lam, *, use_mask=True, lam_used=None, returns=False
-) -> torch.Tensor:
-    """GAE as a learner might write it, with the slips switched on by the keywords."""
-    lam = lam if lam_used is None else lam_used
-    m = mask if use_mask else torch.ones_like(mask)
-    values = values * m
-    adv = torch.zeros_like(rewards)
-    next_v = next_a = torch.zeros(rewards.shape[0], dtype=rewards.dtype)
-    for t in reversed(range(rewards.shape[1])):
-        delta = rewards[:, t] + gamma * next_v - values[:, t]
-        next_a = (delta + gamma * lam * next_a) * m[:, t]
-        adv[:, t], next_v = next_a, values[:, t]
-    return (adv + values) * m if returns else adv
 
 
 def _adaptive_ref(beta, kl, target, n_episodes, horizon) -> float:
@@ -625,10 +610,9 @@ def _ess_cases(rng: np.random.Generator) -> list[Case]:
 
 
 def _top_p_ref(logits, top_p) -> torch.Tensor:
-    from klcourse.logprobs import top_p_kept
+    from klcourse.logprobs import top_p_log_mass
 
-    probs = logits.double().softmax(-1)
-    return (probs * top_p_kept(logits, top_p)).sum(-1).log()
+    return top_p_log_mass(logits.double(), top_p)
 
 
 def _top_p_cases(rng: np.random.Generator) -> list[Case]:
@@ -728,9 +712,9 @@ CODING: dict[str, CodingExercise] = {
         ),
         CodingExercise(
             key="02.4",
-            name="k3",
-            task="write k3(logp, logq) → Schulman's k3 for each sample, from torch tensors of log P(x) and "
-            "log Q(x) of samples x ~ P (same shape in, same shape out).",
+            name="my_k3",
+            task="write my_k3(logp, logq) → Schulman's k3 for each sample, from torch tensors of log P(x) "
+            "and log Q(x) of samples x ~ P (same shape in, same shape out).",
             reference=_k3_ref,
             cases=_k3_cases,
             hint="k3 = (r − 1) − log r with r = Q(x)/P(x) = exp(logq − logp).",
@@ -831,9 +815,9 @@ CODING: dict[str, CodingExercise] = {
         ),
         CodingExercise(
             key="04.4",
-            name="shaped_rewards",
-            task="write shaped_rewards(scores, kl, mask, beta) → per-token rewards [B, R]: −β·kl_t on every "
-            "response token, plus the score [B] at each response's last real token; 0 on padding.",
+            name="my_shaped_rewards",
+            task="write my_shaped_rewards(scores, kl, mask, beta) → per-token rewards [B, R]: −β·kl_t on "
+            "every response token, plus the score [B] at each response's last real token; 0 on padding.",
             reference=_shaped_ref,
             cases=_shaped_cases,
             hint="rewards = −β·kl·mask; then add scores[i] at position mask[i].sum() − 1 of row i.",
@@ -892,8 +876,8 @@ CODING: dict[str, CodingExercise] = {
         ),
         CodingExercise(
             key="05.4",
-            name="gae",
-            task="write gae(rewards, values, mask, gamma, lam) → the GAE advantages [B, T] of per-token "
+            name="my_gae",
+            task="write my_gae(rewards, values, mask, gamma, lam) → the GAE advantages [B, T] of per-token "
             "rewards "
             "and values [B, T], with V and A zero after each response's last token (mask 0).",
             reference=_gae_ref,
@@ -902,20 +886,20 @@ CODING: dict[str, CodingExercise] = {
             slips=(
                 (
                     "λ is missing: A_t = δ_t + γλ·A_{t+1}; you used λ = 1.",
-                    lambda r, v, m, g, lam: _gae_loop(r, v, m, g, lam, lam_used=1.0),
+                    lambda r, v, m, g, lam: _gae_ref(r, v, m, g, 1.0),
                 ),
                 (
                     "That is λ = 0, the one-step TD error δ_t alone.",
-                    lambda r, v, m, g, lam: _gae_loop(r, v, m, g, lam, lam_used=0.0),
+                    lambda r, v, m, g, lam: _gae_ref(r, v, m, g, 0.0),
                 ),
                 (
                     "Those are the returns A + V (the value targets); the advantage is A.",
-                    lambda r, v, m, g, lam: _gae_loop(r, v, m, g, lam, returns=True),
+                    lambda r, v, m, g, lam: _gae_ref(r, v, m, g, lam, part=1),
                 ),
                 (
                     "No masking: the values hold junk at padding positions, and your recursion bootstraps "
                     "from them. V and A are 0 after the last real token.",
-                    lambda r, v, m, g, lam: _gae_loop(r, v, m, g, lam, use_mask=False),
+                    lambda r, v, m, g, lam: _gae_ref(r, v, torch.ones_like(m), g, lam),
                 ),
             ),
         ),
@@ -974,8 +958,8 @@ CODING: dict[str, CodingExercise] = {
         ),
         CodingExercise(
             key="07.4",
-            name="top_p_log_mass",
-            task="write top_p_log_mass(logits, top_p) → log S, the log of the probability mass that top-p "
+            name="my_top_p_log_mass",
+            task="write my_top_p_log_mass(logits, top_p) → log S, the log of the probability mass that top-p "
             "sampling keeps, at each position (logits [..., V] → [...]).",
             reference=_top_p_ref,
             cases=_top_p_cases,

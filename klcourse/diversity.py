@@ -25,6 +25,7 @@ from transformers import PreTrainedModel
 from klcourse.logprobs import response_logprobs
 from klcourse.sampling import sample
 from klcourse.seeding import set_seed
+from klcourse.stats import mean_and_se
 
 
 def distinct_n(texts: list[str], n: int) -> float:
@@ -86,7 +87,8 @@ def measure(
     """Sample ``samples_per_prompt`` responses to each prompt (seeded with ``seed``) and measure them.
 
     Each prompt's entropy is ``mean_i(−log π(y_i|x))`` over its samples; over ``m`` prompts the
-    reported entropy is the mean of those and ``entropy_se = √(Σ_x Var_x/n) / m``.
+    reported entropy is the mean of those and ``entropy_se = √(Σ_x SE_x²) / m``, with each prompt's
+    ``SE_x`` from :func:`klcourse.stats.mean_and_se`.
 
     Taught in notebook 06.
     """
@@ -95,7 +97,7 @@ def measure(
     if not prompts:
         raise ValueError("measure needs at least one prompt")
     set_seed(seed)
-    d1, d2, share, ent, var = [], [], [], [], []
+    d1, d2, share, ent, se = [], [], [], [], []
     for prompt in prompts:
         rollout = sample(
             policy,
@@ -108,14 +110,15 @@ def measure(
         d1.append(distinct_n(rollout.responses, 1))
         d2.append(distinct_n(rollout.responses, 2))
         share.append(modal_share(rollout.responses))
-        ent.append(surprisal.mean())
-        var.append(surprisal.var(ddof=1) / samples_per_prompt)
+        mean, mean_se = mean_and_se(surprisal)
+        ent.append(mean)
+        se.append(mean_se)
     return Diversity(
         distinct_1=float(np.mean(d1)),
         distinct_2=float(np.mean(d2)),
         modal_share=float(np.mean(share)),
         entropy=float(np.mean(ent)),
-        entropy_se=float(np.sqrt(np.sum(var)) / len(prompts)),
+        entropy_se=float(np.sqrt(np.sum(np.square(se))) / len(prompts)),
         prompts=len(prompts),
         samples_per_prompt=samples_per_prompt,
     )

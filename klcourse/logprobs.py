@@ -9,6 +9,8 @@ distribution nobody sampled from.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import PreTrainedModel
 
@@ -127,3 +129,22 @@ def top_p_kept(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     drop = cumulative <= 1 - top_p
     drop[..., -1] = False
     return ~drop.scatter(-1, order, drop)
+
+
+def top_p_log_mass(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``log S = log Σ_{x kept} π(x)`` at each position, ``[...]``, for the kept set of
+    :func:`top_p_kept`: by how much a kept token's untruncated log-probability falls short of the
+    log-probability it was sampled with, ``log π(x) = log(π(x)/S) + log S``.
+
+    Taught in notebook 07.
+    """
+    return torch.where(top_p_kept(logits, top_p), logits.log_softmax(-1), -math.inf).logsumexp(-1)
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Next-token entropy ``H = −Σ_v π(v) log π(v)`` with ``π = softmax(logits)``, at each position.
+
+    Taught in notebook 05.
+    """
+    logp = logits.log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)

@@ -47,7 +47,7 @@ from transformers import PreTrainedModel
 
 from klcourse.config import Preset
 from klcourse.kl import check_estimator, k2
-from klcourse.logprobs import gather_logprobs, per_token_kl, response_positions
+from klcourse.logprobs import entropy, gather_logprobs, per_token_kl, response_positions
 from klcourse.sampling import sample, well_formed_rate
 from klcourse.timing import Laps
 from klcourse.world import MAX_RESPONSE_TOKENS, World
@@ -275,11 +275,6 @@ def disable_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
-def _entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = logits.log_softmax(-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -425,7 +420,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
                     stats["value_loss"].append(vf.item())
                     stats["policy_loss"].append(pg.item())
                     stats["entropy"].append(
-                        masked_mean(_entropy(resp_logits.float() / config.temperature), m).item()
+                        masked_mean(entropy(resp_logits.float() / config.temperature), m).item()
                     )
 
         laps.lap("update")
