@@ -1,4 +1,4 @@
-"""Command line: ``python -m klcourse build …`` and ``python -m klcourse sweep …``.
+"""Command line: ``python -m klcourse build …``, ``… sweep …`` and ``… doctor``.
 
 Every option is checked where it is parsed; a bad option or environment variable, a folder that
 cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.tools.cli`).
@@ -59,6 +59,11 @@ def parser() -> argparse.ArgumentParser:
         "small models leaves a GPU mostly idle)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub.add_parser(
+        "doctor",
+        help="check this set-up (versions, device, cache, Jupyter kernel, widgets, disk); a fix for each "
+        "problem",
+    )
     return p
 
 
@@ -67,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     p = parser()
     args = p.parse_args(argv)
     argv = argv if argv is not None else sys.argv[1:]
+    if args.command == "doctor":
+        from klcourse.tools import doctor
+
+        cli.run(doctor.run, PROG, lambda: "nothing was changed")
+        return
     where: dict[str, Path] = {}
     cli.run(lambda: _run(p, args, argv, where), PROG, lambda: _kept(args.command, where))
 

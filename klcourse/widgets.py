@@ -13,6 +13,15 @@ import numpy as np
 from klcourse.kl import bernoulli_kl
 
 
+def coin_kl_text(a: float, b: float) -> str:
+    """Both directions of KL between coins with heads probabilities ``a`` and ``b``, in nats:
+    ``KL(A‖B) = a·ln(a/b) + (1−a)·ln((1−a)/(1−b))`` and the same with ``a`` and ``b`` swapped.
+
+    Taught in notebook 01.
+    """
+    return f"KL(A‖B) = {bernoulli_kl(a, b):.4f} nats   KL(B‖A) = {bernoulli_kl(b, a):.4f} nats"
+
+
 def coin_bars(a: float, b: float, ax=None):
     """Bar chart of coins A and B with ``KL(A‖B)`` and ``KL(B‖A)`` in the title.
 
@@ -26,7 +35,7 @@ def coin_bars(a: float, b: float, ax=None):
     ax.set_ylim(0, 1)
     ax.set_ylabel("probability")
     ax.legend(loc="upper right")
-    ax.set_title(f"KL(A‖B) = {bernoulli_kl(a, b):.4f} nats   KL(B‖A) = {bernoulli_kl(b, a):.4f} nats")
+    ax.set_title(coin_kl_text(a, b))
     return ax
 
 
@@ -55,8 +64,8 @@ def coin_kl_map(n: int = 199, mark: tuple[float, float] | None = (0.7, 0.5)):
 
 
 def coin_explorer(static: bool = False):
-    """Sliders for both coins when ipywidgets can render (an ``ipywidgets.interactive`` widget), else the
-    static :func:`coin_kl_map` (§7).
+    """Sliders for both coins when ipywidgets can render (an ``ipywidgets.interactive`` widget showing
+    :func:`coin_kl_text` as text and :func:`coin_bars`), else the static :func:`coin_kl_map` (§7).
 
     Taught in notebook 01.
     """
@@ -72,6 +81,7 @@ def coin_explorer(static: bool = False):
         return coin_kl_map()
 
     def show(a: float, b: float) -> None:
+        print(coin_kl_text(a, b))
         fig, ax = plt.subplots(figsize=(6, 3))
         coin_bars(a, b, ax)
         plt.show()

@@ -65,10 +65,10 @@ def test_corrupted_model_is_rebuilt(world):
 
 
 def _reward_config():
-    from klcourse.world.core import _configs
+    from klcourse.world.core import artifact_configs
     from klcourse.world.grammar import REVIEWS
 
-    return _configs(get_preset("smoke"), REVIEWS)["reward"]
+    return artifact_configs(get_preset("smoke"), REVIEWS)["reward"]
 
 
 def test_world_builds_for_a_second_seed(smoke_world, tmp_path):

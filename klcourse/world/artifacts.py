@@ -67,6 +67,14 @@ def config_key(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def artifact_folder(name: str, config: dict[str, Any], root: Path | None = None) -> Path:
+    """Where artifact ``name`` built from ``config`` lives: ``<root>/<name>-<config_key(config)>``.
+
+    Used in notebooks 03–07. (:func:`get_or_build` reads it; so does ``python -m klcourse doctor``.)
+    """
+    return (root or cache_root()) / f"{name}-{config_key(config)}"
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -122,7 +130,7 @@ def get_or_build(
     Taught in notebook 03.
     """
     root = root or cache_root()
-    final = root / f"{name}-{config_key(config)}"
+    final = artifact_folder(name, config, root)
     problem = "rebuild requested" if force else verify(final, config)
     if problem is None:
         return final

@@ -99,8 +99,12 @@ class World:
         return torch.tensor([gold.gold_reward(t, self.grammar) for t in texts])
 
 
-def _configs(preset: Preset, grammar: Grammar) -> dict[str, dict]:
-    """What each artifact is built from; a change to any of it changes the artifact's key."""
+def artifact_configs(preset: Preset, grammar: Grammar = REVIEWS) -> dict[str, dict]:
+    """What each artifact of the world (tokenizer, sft, reward, drifted) is built from; a change to
+    any of it changes the artifact's key, and so its folder (:func:`.artifacts.artifact_folder`).
+
+    Used in notebooks 03–07. (:func:`build` reads it; so does ``python -m klcourse doctor``.)
+    """
     w = asdict(preset.world)
     shape = {k: w[k] for k in ("n_embd", "n_layer", "n_head", "n_positions", "seed")}
     base = {"version": BUILD_VERSION, "grammar": asdict(grammar)}
@@ -171,7 +175,7 @@ def _library_bars_off() -> Iterator[None]:
 def _build(
     preset: Preset, grammar: Grammar, force: bool, progress: bool, root: Path | None, log
 ) -> dict[str, Path]:
-    cfg, configs = preset.world, _configs(preset, grammar)
+    cfg, configs = preset.world, artifact_configs(preset, grammar)
     paths: dict[str, Path] = {}
 
     def tokenizer_build(folder: Path) -> None:
