@@ -208,10 +208,15 @@ def write_sources(root: Path, src: Path) -> list[Path]:
         nbformat.write(nb, target)
         written.append(target)
     (src / "index.md").write_text(landing_page(root))
+    shutil.copytree(root / "docs", src / "docs")  # the README's pictures, which the landing page shows
     mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
     shutil.copytree(mathjax, src / "_static" / "mathjax")
     (src / "_static" / "klcourse.css").write_text(CSS)
     return written
+
+
+class SiteWarnings(RuntimeError):
+    """The site's sources gave Sphinx warnings (a broken link, an image that is not there, bad markup)."""
 
 
 def build_site(root: Path, out: Path, quiet: bool = False) -> list[Path]:
@@ -234,10 +239,12 @@ def build_site(root: Path, out: Path, quiet: bool = False) -> list[Path]:
             "html",
             confoverrides=sphinx_config(src / "_static"),
             status=None if quiet else sys.stdout,
-            warningiserror=False,
+            warningiserror=True,
             freshenv=True,
         )
         app.build()
+        if app.statuscode != 0:  # Sphinx printed each warning; the previous site stays in place
+            raise SiteWarnings("Sphinx reported warnings (printed above); no site was written")
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -254,10 +261,15 @@ def main(argv: list[str] | None = None) -> None:
     cli.run(lambda: _main(args), PROG, lambda: f"{args.out} still holds the previous site, if any")
 
 
-def _main(args: argparse.Namespace) -> None:
+def _main(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    pages = build_site(ROOT, args.out, quiet=args.quiet)
+    try:
+        pages = build_site(ROOT, args.out, quiet=args.quiet)
+    except SiteWarnings as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     print(f"{len(pages)} pages in {args.out} in {time.perf_counter() - t0:.1f} s; open {pages[0]}")
+    return 0
 
 
 if __name__ == "__main__":
