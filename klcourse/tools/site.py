@@ -223,8 +223,8 @@ def build_site(root: Path, out: Path, quiet: bool = False) -> list[Path]:
     """Build the site of the course in ``root`` into ``out``; return its pages (``.html`` files of
     the course: the landing page and one per notebook).
 
-    The site is built in a scratch folder and moved into place at the end, so ``out`` holds either
-    the previous site or the new one. Sphinx warnings (a broken link, a missing image) are errors.
+    The site is built in a scratch folder and replaces ``out`` only once Sphinx has finished without
+    a warning: a broken link, a missing image or bad markup raises :class:`SiteWarnings` instead.
     """
     from sphinx.application import Sphinx
 
