@@ -212,7 +212,7 @@ def check_kernel(name: str = KERNEL, timeout: float = 60) -> Check:
     from jupyter_client.kernelspec import NoSuchKernel
     from jupyter_client.manager import start_new_kernel
 
-    fix = "python -m ipykernel install --user  (makes the kernel 'python3' this environment's Python)"
+    fix = kernel_fix(name)
     code = "import sys; import klcourse; print(sys.executable); print(klcourse.__file__)"
     try:
         # the kernel's own stderr only warns about its transport; errors come back as messages
@@ -245,6 +245,24 @@ def check_kernel(name: str = KERNEL, timeout: float = 60) -> Check:
         detail = f"kernel {name!r} ({python}) imports klcourse from {module}, not {here}"
         return Check("FAIL", "kernel", detail, fix)
     return _ok("kernel", f"{name!r} ({python}) imports klcourse from {here}")
+
+
+def kernel_fix(name: str = KERNEL) -> str:
+    """The command that makes the kernel ``name`` run this Python: rewrite the kernel folder Jupyter
+    finds first when it is the user's or this environment's; remove it when it is another one (one
+    that ``$JUPYTER_PATH`` puts first, say)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from jupyter_core.paths import jupyter_data_dir
+
+    try:
+        folder = Path(KernelSpecManager().get_kernel_spec(name).resource_dir).resolve()
+    except NoSuchKernel:
+        return "python -m ipykernel install --user"
+    if folder == (Path(jupyter_data_dir()) / "kernels" / name).resolve():
+        return "python -m ipykernel install --user  (rewrites the kernel for this Python)"
+    if folder.is_relative_to(Path(sys.prefix).resolve()):
+        return "python -m ipykernel install --sys-prefix  (rewrites the kernel for this Python)"
+    return f"rm -r {folder}  (the kernel folder Jupyter finds first), then run this again"
 
 
 def check_widgets(paths: list[str] | None = None) -> Check:
