@@ -46,10 +46,10 @@ def require_browser() -> tuple[str, str]:
     """The browser and driver paths; else skip with the reason, or fail under CI."""
     found = find_browser()
     if found is None:
-        reason = f"no Chromium and ChromeDriver on PATH: {INSTALL}"
+        missing = "no Chromium and ChromeDriver on PATH"
         if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests, but there is {reason[3:]} in .ci/run")
-        pytest.skip(reason)
+            pytest.fail(f"CI must run the browser tests, but there is {missing}; .ci/run must {INSTALL}")
+        pytest.skip(f"{missing}: {INSTALL}")
     try:
         import selenium  # noqa: F401
     except ImportError:
