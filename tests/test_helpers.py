@@ -15,7 +15,7 @@ from klcourse.exercises import EXERCISES, check
 from klcourse.fitting import discretized_gaussian, fit_gaussian, gaussian_mixture
 from klcourse.kl import kl_divergence
 from klcourse.schulman import PUBLISHED, exact_stats, gaussian_kl, monte_carlo_stats
-from klcourse.widgets import coin_explorer, coin_kl_map
+from klcourse.widgets import coin_explorer, coin_kl_map, coin_kl_text
 
 # ---------------------------------------------------------------- fitting
 
@@ -183,3 +183,11 @@ def test_static_fallback_outside_ipython():
     fig = coin_explorer()  # no IPython kernel under pytest: falls back to the static map
     assert fig.axes and "KL" in fig.axes[0].get_title()
     assert coin_kl_map(n=11, mark=None).axes
+
+
+def test_coin_kl_text_states_both_directions_in_nats():
+    a, b = 0.7, 0.5
+    forward = a * math.log(a / b) + (1 - a) * math.log((1 - a) / (1 - b))
+    backward = b * math.log(b / a) + (1 - b) * math.log((1 - b) / (1 - a))
+    assert coin_kl_text(a, b) == f"KL(A‖B) = {forward:.4f} nats   KL(B‖A) = {backward:.4f} nats"
+    assert coin_kl_text(a, b).startswith("KL(A‖B) = 0.0823 nats")  # the seed post's coin example
