@@ -155,10 +155,11 @@ def check_cache(preset) -> list[Check]:
     except SettingError as e:
         return [Check("FAIL", "cache", str(e), f"export {CACHE_ENV}=/a/writable/folder")]
     checks = [_ok("cache", f"{root} (writable; {CACHE_ENV} moves it)")]
-    needed = {}
-    for name, config in artifact_configs(preset).items():
+    configs = artifact_configs(preset)
+    needed = set()
+    for name, config in configs.items():
         folder = artifact_folder(name, config, root)
-        needed[folder.name] = folder
+        needed.add(folder.name)
         if not folder.exists():
             state, fix = "missing", "python -m klcourse build  (else the first notebook that needs it will)"
         elif (problem := verify(folder, config)) is None:
@@ -172,9 +173,10 @@ def check_cache(preset) -> list[Check]:
         for other in PRESETS.values()
         for name, config in artifact_configs(with_seed(other, course_seed())).items()
     }
+    artifact = re.compile(rf"({'|'.join(configs)})-[0-9a-f]{{12}}")  # the world's artifact folders
     built, stale = [], []
     for folder in sorted(p for p in root.glob("*-*") if p.is_dir() and p.name not in needed):
-        if re.fullmatch(r"(tokenizer|sft|reward|drifted)-[0-9a-f]{12}", folder.name):
+        if artifact.fullmatch(folder.name):
             (built if folder.name in others else stale).append(folder)
     if built:
         checks.append(_ok("  other presets", f"built: {', '.join(p.name for p in built)}"))
