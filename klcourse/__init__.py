@@ -9,7 +9,8 @@ Modules, one concept each:
   annotator, tokenizer, SFT and reward models trained with TRL, their cache, and loading any model
   by hub name or path.
 * :mod:`klcourse.sampling`, :mod:`klcourse.logprobs` — the policy samples; the reference scores
-  the same tokens; per-token log-probs and KL.
+  the same tokens; per-token log-probs and KL. :mod:`klcourse.padding` — one forward pass over a
+  padded batch, positions from the attention mask, so no score or log-prob depends on its batch.
 * :mod:`klcourse.chain_rule` — the sequence-KL chain rule, checked by enumeration.
 * :mod:`klcourse.ppo` — PPO with a KL penalty; :mod:`klcourse.optimal` — π* and best-of-n;
   :mod:`klcourse.scaling` — Gao et al.'s over-optimisation forms; :mod:`klcourse.sweep` —

@@ -148,6 +148,7 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
             "preset": preset.name,
             "runs": len(specs),
             "wall_seconds": seconds,
+            "world": sweep.world_key(world),
             **sweep.provenance(world),
         }
         write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))

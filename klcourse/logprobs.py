@@ -15,6 +15,7 @@ import torch
 from transformers import PreTrainedModel
 
 from klcourse.kl import ESTIMATORS, check_estimator, kl_from_logprobs
+from klcourse.padding import padded_forward
 from klcourse.sampling import Rollout
 
 
@@ -50,12 +51,13 @@ def response_positions(x: torch.Tensor, rollout: Rollout) -> torch.Tensor:
 
 def response_logits(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     """Logits that predict each response token, ``[B, R, V]``, from one forward pass over
-    prompt + response (:func:`response_positions`).
+    prompt + response (:func:`response_positions`), with positions from the attention mask
+    (:func:`klcourse.padding.padded_forward`), as ``generate`` numbered them when it sampled.
 
     Taught in notebooks 03 and 07.
     """
     device = next(model.parameters()).device
-    out = model(input_ids=rollout.input_ids.to(device), attention_mask=rollout.attention_mask.to(device))
+    out = padded_forward(model, rollout.input_ids.to(device), rollout.attention_mask.to(device))
     return response_positions(out.logits, rollout)
 
 

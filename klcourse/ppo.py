@@ -26,7 +26,7 @@ One PPO step:
 
 Only the algorithm lives here. The preset's sizes come from :meth:`klcourse.config.Preset.ppo_sizes`,
 the proxy score from :meth:`klcourse.world.World.score`, the phase timings from
-:class:`klcourse.timing.Laps`, and a run is saved with :func:`klcourse.world.artifacts.save_run`.
+:class:`klcourse.timing.Laps`, and a run is saved with :func:`klcourse.sweep.save_run`.
 
 Device placement and data parallelism go through ``accelerate``: ``accelerate launch`` runs the
 same code on several processes, each sampling its own prompts, with gradients averaged.
@@ -48,7 +48,8 @@ from transformers import PreTrainedModel
 from klcourse.config import Preset
 from klcourse.kl import check_estimator, k2
 from klcourse.logprobs import entropy, gather_logprobs, per_token_kl, response_positions
-from klcourse.sampling import sample, well_formed_rate
+from klcourse.padding import padded_forward, position_ids
+from klcourse.sampling import Rollout, sample, well_formed_rate
 from klcourse.timing import Laps
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 
@@ -195,6 +196,19 @@ def whiten(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * torch.rsqrt(var + 1e-8) * mask
 
 
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """How much of the returns' variance the value predictions explain, over masked tokens:
+    ``1 − Var[R − V] / Var[R]`` (CleanRL's diagnostic). 1 is a perfect value model, 0 one no better
+    than a constant, negative one worse than a constant; ``nan`` when the returns do not vary.
+
+    Taught in notebook 05.
+    """
+    m = mask.bool()
+    r, v = returns[m].double(), values[m].double()
+    var = r.var(unbiased=False)
+    return float("nan") if var == 0 else (1.0 - (r - v).var(unbiased=False) / var).item()
+
+
 # ----------------------------------------------------------------------------- losses
 
 
@@ -238,25 +252,85 @@ class PolicyAndValue(nn.Module):
     """The trained pair: the policy (a causal LM) and a value model initialised from the reward
     model [O22]: the reward model's transformer and scalar head, read at every position.
 
+    The head is rescaled so that the value model starts on the scale of the rewards it predicts.
+    The rewards use the *normalised* score ``(r − μ)/σ`` (``normalisation = (μ, σ)``, see
+    :attr:`klcourse.world.World.score_normalisation`), while the reward model's head outputs the raw
+    ``r = w·h``; so the value head is ``V(h) = (w/σ)·h − μ/σ``, which read at a response's final
+    token (the ``<eos>``) is exactly that response's normalised score. PPO reads ``V_t`` one position
+    earlier (the state before token ``t`` is chosen, :func:`klcourse.logprobs.response_positions`), so
+    its values start at the normalised score of the text so far: on the scale of the returns, which
+    are that score at the end minus the KL penalty. A head on the raw scale would start every value
+    several units off the returns, and PPO's first updates would spend themselves (and the value
+    clip) undoing that offset.
+
     One module, so that ``accelerate`` wraps one thing and every parameter gets a gradient.
 
     Taught in notebook 05.
     """
 
-    def __init__(self, policy: PreTrainedModel, reward_model: PreTrainedModel):
+    def __init__(
+        self, policy: PreTrainedModel, reward_model: PreTrainedModel, normalisation: tuple[float, float]
+    ):
         super().__init__()
+        mean, std = normalisation
+        if not std > 0:
+            raise ValueError(f"the score's standard deviation must be positive, got {std}")
         self.policy = policy
         value = copy.deepcopy(reward_model)
         self.value_backbone = value.base_model
-        self.value_head = value.score
+        raw_head = value.score
+        self.value_head = nn.Linear(raw_head.in_features, 1, bias=True).to(raw_head.weight.device)
+        with torch.no_grad():
+            self.value_head.weight.copy_(raw_head.weight / std)
+            raw_bias = raw_head.bias if raw_head.bias is not None else torch.zeros(1)
+            self.value_head.bias.copy_((raw_bias.to(raw_head.weight.device) - mean) / std)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``[B, L, V]`` of the policy and values ``[B, L]`` at every position."""
-        logits = self.policy(input_ids=input_ids, attention_mask=attention_mask).logits
-        hidden = self.value_backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """Logits ``[B, L, V]`` of the policy and values ``[B, L]`` at every position, both with
+        positions from the attention mask (:func:`klcourse.padding.position_ids`)."""
+        positions = position_ids(attention_mask)
+        logits = self.policy(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
+        ).logits
+        hidden = self.value_backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
+        ).last_hidden_state
         return logits, self.value_head(hidden).squeeze(-1)
+
+
+@torch.no_grad()
+def rollout_logprobs(
+    model: PolicyAndValue,
+    reference: PreTrainedModel,
+    rollout: Rollout,
+    temperature: float,
+    laps: Laps | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What PPO stores of a fresh rollout, ``[B, R]`` each and 0 at padding:
+    ``log π_old(y_t)`` and ``V_old(t)`` of the policy-and-value model that sampled, and
+    ``log π_ref(y_t)`` of the frozen reference scoring the same tokens; both log-probs at the
+    sampling temperature ``T`` [H24] and with positions from the attention mask, so that
+    ``log π_old`` is the log-probability each token was sampled with. ``laps`` (if given) records
+    the ``policy`` and ``reference`` phases.
+
+    Taught in notebook 05.
+    """
+    device = next(model.parameters()).device
+    mask = rollout.response_mask.to(device).float()
+    ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
+    tokens = rollout.response_ids.to(device)
+    logits, values = model(ids, attn)
+    old_logprobs = gather_logprobs(response_positions(logits, rollout), tokens, temperature) * mask
+    old_values = response_positions(values, rollout) * mask
+    if laps is not None:
+        laps.lap("policy")
+    ref_logits = padded_forward(reference, ids, attn).logits
+    ref_logprobs = gather_logprobs(response_positions(ref_logits, rollout), tokens, temperature) * mask
+    if laps is not None:
+        laps.lap("reference")
+    return old_logprobs, old_values, ref_logprobs
 
 
 def disable_dropout(model: nn.Module) -> nn.Module:
@@ -326,7 +400,9 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     # Dropout off in the policy and value model too [Z19, H24]: with no dropout (and no other layer
     # that differs between modes) train and eval mode compute the same function, so one mode
     # serves the rollout and the update, and the first minibatch sees a ratio of exactly 1.
-    model = disable_dropout(PolicyAndValue(copy.deepcopy(world.reference), reward_model).to(device)).eval()
+    model = disable_dropout(
+        PolicyAndValue(copy.deepcopy(world.reference), reward_model, world.score_normalisation).to(device)
+    ).eval()
     model.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=1e-5)
     if data_parallel:
@@ -361,19 +437,10 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
         ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
         tokens = rollout.response_ids.to(device)
         laps.lap("generate")
+        old_logprobs, old_values, ref_logprobs = rollout_logprobs(
+            unwrapped, reference, rollout, config.temperature, laps
+        )
         with torch.no_grad():
-            logits, values = unwrapped(ids, attn)
-            old_logprobs = (
-                gather_logprobs(response_positions(logits, rollout), tokens, config.temperature) * mask
-            )
-            old_values = response_positions(values, rollout) * mask
-            laps.lap("policy")
-            # the reference scores the policy's own tokens, at the sampling temperature [H24]
-            ref_logits = reference(input_ids=ids, attention_mask=attn).logits
-            ref_logprobs = (
-                gather_logprobs(response_positions(ref_logits, rollout), tokens, config.temperature) * mask
-            )
-            laps.lap("reference")
             scores = world.score(rollout)
             if config.missing_eos_penalty is not None:  # [H24]
                 scores = scores - config.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
@@ -442,6 +509,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
             "adjusted_reward": adjusted_reward(scores, kl, mask, beta).mean().item(),
             "beta": beta,
             "response_length": mask.sum(1).mean().item(),
+            "explained_variance": explained_variance(old_values, returns, mask),
             **{k: sum(v) / len(v) for k, v in stats.items()},
             **laps.seconds,
             "seconds": time.perf_counter() - start,
@@ -470,10 +538,12 @@ __all__ = [
     "adjusted_reward",
     "config_for",
     "disable_dropout",
+    "explained_variance",
     "gae",
     "masked_mean",
     "policy_loss",
     "prompt_seed",
+    "rollout_logprobs",
     "shaped_rewards",
     "train",
     "value_loss",

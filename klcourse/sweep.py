@@ -14,6 +14,10 @@ SHA-256 of its content.
   takes runs ``i, i + n, i + 2n, …``; each run trains on its own device, independently. The
   same split (``shard``) lets several processes share one GPU, which a single run of these small
   models leaves mostly idle (``python -m klcourse sweep --jobs N``).
+
+A single run outside a sweep (notebook 05's) is kept with :func:`save_run`: its metrics, config and
+policy checkpoint in a folder. Runs are written here, where runs live, so that :mod:`klcourse.ppo`
+stays the algorithm and the model cache (:mod:`klcourse.world.artifacts`) knows nothing of PPO.
 """
 
 from __future__ import annotations
@@ -33,9 +37,9 @@ from tqdm.auto import tqdm
 
 from klcourse.config import Preset
 from klcourse.diversity import Diversity, measure
-from klcourse.ppo import config_for, train
+from klcourse.ppo import PPOResult, config_for, train
 from klcourse.sampling import every_prompt
-from klcourse.world import World, load_world
+from klcourse.world import BUILD_VERSION, World, load_world
 from klcourse.world.artifacts import cache_root, config_key, write_atomic
 
 #: How many final steps the summary averages over.
@@ -101,7 +105,8 @@ def _seal(payload: dict) -> str:
 
 
 def provenance(world: World) -> dict:
-    """Where a run ran: device, card (or CPU), library and Python versions.
+    """Where a run ran: device, card (or CPU), library and Python versions, and the version of the
+    world's build code (:data:`klcourse.world.BUILD_VERSION`) that made the models it trained against.
 
     Taught in notebook 06.
     """
@@ -128,6 +133,7 @@ def provenance(world: World) -> dict:
         "trl": trl.__version__,
         "accelerate": accelerate.__version__,
         "python": platform.python_version(),
+        "world_build_version": BUILD_VERSION,
     }
 
 
@@ -193,6 +199,23 @@ def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> d
     }
     write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
     return payload
+
+
+def save_run(result: PPOResult, folder: str | Path, tokenizer=None) -> None:
+    """Write a PPO run to ``folder``: ``metrics.csv``, ``metrics.json``, ``config.json`` (with its wall
+    time) and the policy checkpoint in ``policy/`` (with ``tokenizer``, if given).
+
+    Taught in notebook 05.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    result.metrics.to_csv(folder / "metrics.csv", index=False)
+    result.metrics.to_json(folder / "metrics.json", orient="records", indent=1)
+    config = {**asdict(result.config), "seconds": result.seconds}
+    write_atomic(folder / "config.json", json.dumps(config, indent=1))
+    result.policy.save_pretrained(folder / "policy")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder / "policy")
 
 
 def final_diversity(world: World, policy, max_new_tokens: int, seed: int) -> Diversity:

@@ -1,7 +1,8 @@
 """The committed laptop sweep (``results/laptop-sweep``) is current: made from this world and
 preset, and one of its runs reproduces when trained again here. The laptop world it needs is also
 checked against the quality thresholds the course relies on. The committed GPU reference sweep
-(``results/gpu-sweep``) is complete, sealed and made from today's gpu preset on a CUDA device."""
+(``results/gpu-sweep``) is complete, sealed and made from today's gpu preset on a CUDA device, by the world
+build version its provenance records."""
 
 import json
 from pathlib import Path
@@ -11,7 +12,9 @@ import torch
 
 from klcourse.config import PRESETS, get_preset
 from klcourse.sweep import RunSpec, grid, load_result, run_one
-from klcourse.world import load_world
+from klcourse.world import BUILD_VERSION, load_world
+from klcourse.world.artifacts import artifact_folder
+from klcourse.world.core import artifact_configs
 
 pytestmark = pytest.mark.slow
 
@@ -69,11 +72,26 @@ def test_a_committed_run_reproduces(laptop_world, tmp_path):
 def test_committed_gpu_sweep_is_complete_and_from_the_gpu_preset():
     preset = PRESETS["gpu"]
     specs = grid(list(preset.sweep_betas), list(preset.sweep_seeds), preset.sweep_adaptive)
+    provenance = json.loads((COMMITTED_GPU / "provenance.json").read_text())
     for spec in specs:
         payload = load_result(COMMITTED_GPU / f"{spec.name}.json", spec, preset)
         assert payload is not None, f"{spec.name} is missing or stale: re-run the GPU sweep (README)"
         assert payload["provenance"]["device"].startswith("cuda")
         assert len(payload["metrics"]) == preset.ppo_steps
-    provenance = json.loads((COMMITTED_GPU / "provenance.json").read_text())
+        assert payload["world"] == provenance["world"], f"{spec.name} was trained against another world"
     assert provenance["runs"] == len(specs) and provenance["preset"] == "gpu"
     assert provenance["device"].startswith("cuda") and provenance["wall_seconds"] > 0
+
+
+def test_committed_gpu_sweep_names_the_world_version_that_made_it():
+    """The recorded world version is the one whose build code names the runs' model folders; if it is
+    not today's, notebook 06 says so beside the GPU numbers."""
+    provenance = json.loads((COMMITTED_GPU / "provenance.json").read_text())
+    version = provenance["world_build_version"]
+    configs = artifact_configs(PRESETS["gpu"], version=version)
+    assert provenance["world"] == {name: artifact_folder(name, c).name for name, c in configs.items()}, (
+        f"the runs' world is not the one build version {version} makes from today's gpu preset"
+    )
+    if version != BUILD_VERSION:
+        nb06 = (Path(__file__).parents[1] / "notebooks" / "06_beta_ablations.ipynb").read_text()
+        assert f"world build version {version}" in nb06, "notebook 06 must say which world made the GPU sweep"

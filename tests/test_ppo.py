@@ -13,6 +13,7 @@ from klcourse.ppo import (
     PPOConfig,
     adjusted_reward,
     config_for,
+    explained_variance,
     gae,
     policy_loss,
     shaped_rewards,
@@ -258,3 +259,15 @@ def test_snis_per_prompt_matches_the_exact_conditional_optimum():
         assert pooled.reward > exact_r + 0.5
         weights = optimal.snis_weights(r, beta, g)
         assert weights.sum() == pytest.approx(1.0) and weights[g == 0].sum() == pytest.approx(0.5)
+
+
+def test_explained_variance_by_hand():
+    returns = torch.tensor([[1.0, 2.0, 3.0, 99.0], [4.0, 5.0, 6.0, -99.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0]])  # the last column is padding
+    assert explained_variance(returns, returns, mask) == pytest.approx(1.0)
+    assert explained_variance(torch.full_like(returns, 3.5), returns, mask) == pytest.approx(0.0)
+    # values off by a constant 1: Var[R − V] = 0, all the variance explained
+    assert explained_variance(returns + 1, returns, mask) == pytest.approx(1.0)
+    # half the deviation from the mean predicted: 1 − (1/4) = 0.75
+    assert explained_variance(3.5 + (returns - 3.5) / 2, returns, mask) == pytest.approx(0.75)
+    assert math.isnan(explained_variance(returns, torch.ones_like(returns), mask))

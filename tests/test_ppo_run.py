@@ -8,7 +8,7 @@ from conftest import launch_two
 
 from klcourse.config import get_preset
 from klcourse.ppo import config_for, disable_dropout, train
-from klcourse.world.artifacts import save_run
+from klcourse.sweep import save_run
 
 pytestmark = pytest.mark.slow
 

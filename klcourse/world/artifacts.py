@@ -20,14 +20,10 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from klcourse.settings import env_cache
-
-if TYPE_CHECKING:
-    from klcourse.ppo import PPOResult
 
 MANIFEST = "manifest.json"
 
@@ -151,20 +147,3 @@ def get_or_build(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
-
-
-def save_run(result: PPOResult, folder: str | Path, tokenizer=None) -> None:
-    """Write a PPO run to ``folder``: ``metrics.csv``, ``metrics.json``, ``config.json`` (with its wall
-    time) and the policy checkpoint in ``policy/`` (with ``tokenizer``, if given).
-
-    Taught in notebook 05.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    result.metrics.to_csv(folder / "metrics.csv", index=False)
-    result.metrics.to_json(folder / "metrics.json", orient="records", indent=1)
-    config = {**asdict(result.config), "seconds": result.seconds}
-    write_atomic(folder / "config.json", json.dumps(config, indent=1))
-    result.policy.save_pretrained(folder / "policy")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(folder / "policy")

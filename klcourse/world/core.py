@@ -32,6 +32,7 @@ import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from klcourse.config import Preset, get_preset, pick_device
+from klcourse.padding import sequence_scores
 from klcourse.sampling import Rollout, review_prompts, sample, well_formed_rate
 from klcourse.world import annotator, artifacts, gold, training
 from klcourse.world.grammar import REVIEWS, Grammar
@@ -39,7 +40,7 @@ from klcourse.world.loading import load_causal_lm, load_reward_model, load_token
 from klcourse.world.tokenizer import build_tokenizer
 
 #: Bump when the build code changes what it produces: every cached artifact is then rebuilt.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 BUILD_INFO = "build_info.json"
 #: Longest response the world's models generate: two clauses and a full stop fit in 14 words.
 MAX_RESPONSE_TOKENS = 16
@@ -72,23 +73,36 @@ class World:
         """
         return review_prompts(self.grammar, n, np.random.default_rng(seed))
 
+    @property
+    def score_normalisation(self) -> tuple[float, float]:
+        """``(μ, σ)`` of the reward model's raw score on the reference's own samples
+        (:data:`NORMALISATION_SAMPLES` of them, measured when the reward model was built).
+
+        Taught in notebooks 03 and 05.
+        """
+        info = self.build_info["reward"]
+        return info["score_mean"], info["score_std"]
+
     @torch.no_grad()
     def score(self, responses: Rollout | list[str]) -> torch.Tensor:
-        """The proxy reward: the reward model's score of each prompt + response, normalised to mean 0,
-        std 1 on the reference's own samples [Ziegler 2019]. ``responses`` is a :class:`Rollout`
-        (scored on its token ids, read at the last real token, the ``<eos>``) or whole review texts
-        (each scored as ``<bos> text <eos>``, as in training), beside :meth:`gold`, the truth.
+        """The proxy reward ``(r − μ)/σ``: the reward model's raw score ``r`` of each prompt + response,
+        normalised by :attr:`score_normalisation` so that the reference's own samples score mean 0,
+        std 1 [Ziegler 2019]. ``responses`` is a :class:`Rollout` (scored on its token ids, read at the
+        last real token, the ``<eos>``) or whole review texts (each scored as ``<bos> text <eos>``, as
+        in training), beside :meth:`gold`, the truth. Either way the positions come from the
+        attention mask (:func:`klcourse.padding.sequence_scores`), so a text scores the same alone
+        and in any batch.
 
         Taught in notebooks 03, 04, 05 and 06.
         """
         if isinstance(responses, Rollout):
             device = next(self.reward_model.parameters()).device
             ids, mask = responses.input_ids.to(device), responses.attention_mask.to(device)
-            raw = self.reward_model(input_ids=ids, attention_mask=mask).logits[:, 0].float()
+            raw = sequence_scores(self.reward_model, ids, mask)
         else:
             raw = training.score_texts(self.reward_model, self.tokenizer, list(responses))
-        info = self.build_info["reward"]
-        return (raw - info["score_mean"]) / info["score_std"]
+        mean, std = self.score_normalisation
+        return (raw - mean) / std
 
     def gold(self, texts: list[str]) -> torch.Tensor:
         """The gold reward of whole review texts (prompt + response): the truth the policy never sees,
@@ -99,15 +113,19 @@ class World:
         return torch.tensor([gold.gold_reward(t, self.grammar) for t in texts])
 
 
-def artifact_configs(preset: Preset, grammar: Grammar = REVIEWS) -> dict[str, dict]:
+def artifact_configs(
+    preset: Preset, grammar: Grammar = REVIEWS, version: int = BUILD_VERSION
+) -> dict[str, dict]:
     """What each artifact of the world (tokenizer, sft, reward, drifted) is built from; a change to
     any of it changes the artifact's key, and so its folder (:func:`.artifacts.artifact_folder`).
+    ``version`` is the build code's :data:`BUILD_VERSION` (an older one names the folders that
+    older code made, for checking what a committed result was made from).
 
     Used in notebooks 03–07. (:func:`build` reads it; so does ``python -m klcourse doctor``.)
     """
     w = asdict(preset.world)
     shape = {k: w[k] for k in ("n_embd", "n_layer", "n_head", "n_positions", "seed")}
-    base = {"version": BUILD_VERSION, "grammar": asdict(grammar)}
+    base = {"version": version, "grammar": asdict(grammar)}
     tok = {**base, "kind": "tokenizer"}
     sft = {
         **base,
@@ -225,11 +243,10 @@ def _build(
         held_c, held_r = training.preference_pairs(grammar, 2000, seed=cfg.seed + 1000, noise=None)
         acc = training.pairwise_accuracy(model, tok, held_c, held_r)
         # Z19 normalises the reward model to mean 0, std 1 on the reference's own samples, so that
-        # β has the same meaning whatever scale the reward model's head happened to learn.
-        torch.manual_seed(cfg.seed + 3)
-        prompts = review_prompts(grammar, NORMALISATION_SAMPLES, np.random.default_rng(cfg.seed + 3))
-        ref_samples = sample(load_causal_lm(paths["sft"]), tok, prompts, max_new_tokens=MAX_RESPONSE_TOKENS)
-        raw = training.score_texts(model, tok, ref_samples.texts())
+        # β has the same meaning whatever scale the reward model's head happened to learn. They are
+        # scored the way World.score scores a rollout, so that the normalisation holds for it.
+        ref_samples = normalisation_rollout(load_causal_lm(paths["sft"]), tok, grammar, cfg.seed)
+        raw = sequence_scores(model, ref_samples.input_ids, ref_samples.attention_mask)
         log(f"reward: trained in {seconds:.1f} s; ranks {acc:.1%} of 2,000 held-out pairs like the annotator")
         info = {
             "train_seconds": seconds,
@@ -267,6 +284,21 @@ def _build(
         "drifted", configs["drifted"], drifted_build, root=root, force=force, log=log
     )
     return paths
+
+
+def normalisation_rollout(
+    reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, grammar: Grammar, world_seed: int
+) -> Rollout:
+    """The reference's own samples on which the reward model's score is normalised: one response to
+    each of :data:`NORMALISATION_SAMPLES` prompts, sampled at temperature 1 with seed
+    ``world_seed + 3``. The world's :attr:`World.score_normalisation` is their raw score's mean and
+    standard deviation, so ``World.score`` of this rollout has mean 0 and std 1.
+
+    Taught in notebook 03.
+    """
+    torch.manual_seed(world_seed + 3)
+    prompts = review_prompts(grammar, NORMALISATION_SAMPLES, np.random.default_rng(world_seed + 3))
+    return sample(reference, tokenizer, prompts, max_new_tokens=MAX_RESPONSE_TOKENS)
 
 
 def _well_formed(

@@ -31,6 +31,7 @@ from transformers import (
 from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from klcourse.config import WorldConfig
+from klcourse.padding import sequence_scores
 from klcourse.world.annotator import ANNOTATOR_NOISE, annotator_rating
 from klcourse.world.grammar import Grammar
 
@@ -247,7 +248,9 @@ def train_reward_model(
 def score_texts(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], batch: int = 256
 ) -> torch.Tensor:
-    """Reward-model scores of whole texts, each scored as ``<bos> text <eos>`` like in training.
+    """Reward-model scores of whole texts, each scored as ``<bos> text <eos>`` like in training, in
+    padded batches of ``batch`` read with :func:`klcourse.padding.sequence_scores`: a text's score
+    does not depend on the texts it is batched with.
 
     Taught in notebook 03.
     """
@@ -256,7 +259,7 @@ def score_texts(
     for i in range(0, len(texts), batch):
         chunk = [t + tokenizer.eos_token for t in texts[i : i + batch]]
         enc = tokenizer(chunk, return_tensors="pt", padding=True).to(device)
-        out.append(model(**enc).logits[:, 0].float().cpu())
+        out.append(sequence_scores(model, enc["input_ids"], enc["attention_mask"]).cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
