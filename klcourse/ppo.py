@@ -317,6 +317,7 @@ def rollout_logprobs(
 
     Taught in notebook 05.
     """
+    laps = laps or Laps()
     device = next(model.parameters()).device
     mask = rollout.response_mask.to(device).float()
     ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
@@ -324,12 +325,10 @@ def rollout_logprobs(
     logits, values = model(ids, attn)
     old_logprobs = gather_logprobs(response_positions(logits, rollout), tokens, temperature) * mask
     old_values = response_positions(values, rollout) * mask
-    if laps is not None:
-        laps.lap("policy")
+    laps.lap("policy")
     ref_logits = padded_forward(reference, ids, attn).logits
     ref_logprobs = gather_logprobs(response_positions(ref_logits, rollout), tokens, temperature) * mask
-    if laps is not None:
-        laps.lap("reference")
+    laps.lap("reference")
     return old_logprobs, old_values, ref_logprobs
 
 
@@ -347,6 +346,133 @@ def disable_dropout(model: nn.Module) -> nn.Module:
         if isinstance(module, nn.Dropout):
             module.p = 0.0
     return model
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+@dataclass
+class Experience:
+    """What PPO computes from one rollout before it updates (steps 1–3 of a step): ``[B, R]``
+    tensors, 0 at padding, and ``scores`` ``[B]``, all on the model's device.
+
+    Taught in notebook 05.
+    """
+
+    rollout: Rollout
+    mask: torch.Tensor  # 1 on the response tokens that count, up to and including <eos>
+    old_logprobs: torch.Tensor  # log π_old(y_t) at the sampling temperature
+    old_values: torch.Tensor  # V_old(t)
+    ref_logprobs: torch.Tensor  # log π_ref(y_t) at the sampling temperature
+    scores: torch.Tensor  # the proxy score, minus the missing-EOS penalty where it applies
+    kl: torch.Tensor  # kl_t of config.kl_estimator
+    rewards: torch.Tensor  # r_t = −β·kl_t, plus the score at the last token
+    advantages: torch.Tensor  # GAE, whitened if config.whiten_advantages
+    returns: torch.Tensor  # the value targets A_t + V_t (before whitening)
+
+
+@torch.no_grad()
+def collect_experience(
+    world: World,
+    model: PolicyAndValue,
+    reference: PreTrainedModel,
+    prompts: list[str],
+    config: PPOConfig,
+    beta: float,
+    laps: Laps | None = None,
+) -> Experience:
+    """Steps 1–3 of a PPO step on ``prompts``: the policy samples at ``config.temperature``, the
+    policy, value and reference models score the sampled tokens (:func:`rollout_logprobs`), the
+    reward model scores each response, and then ``r_t = −β·kl_t`` plus the score at the last token
+    [Z19], GAE advantages and returns, whitened [H24]. ``laps`` (if given) records each phase.
+
+    Taught in notebook 05.
+    """
+    laps = laps or Laps()
+    rollout = sample(
+        model.policy,
+        world.tokenizer,
+        prompts,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+    )
+    laps.lap("generate")
+    old_logprobs, old_values, ref_logprobs = rollout_logprobs(
+        model, reference, rollout, config.temperature, laps
+    )
+    mask = rollout.response_mask.to(old_logprobs.device).float()
+    scores = world.score(rollout).to(old_logprobs.device)
+    if config.missing_eos_penalty is not None:  # [H24]
+        scores = scores - config.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
+    laps.lap("score")
+    kl = per_token_kl(old_logprobs, ref_logprobs, mask, config.kl_estimator)
+    rewards = shaped_rewards(scores, kl, mask, beta)
+    laps.lap("kl")
+    advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
+    if config.whiten_advantages:
+        advantages = whiten(advantages, mask)
+    return Experience(
+        rollout, mask, old_logprobs, old_values, ref_logprobs, scores, kl, rewards, advantages, returns
+    )
+
+
+def ppo_update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Accelerator,
+    exp: Experience,
+    config: PPOConfig,
+) -> dict[str, list[float]]:
+    """Step 4 of a PPO step: ``config.ppo_epochs`` passes over ``exp`` in shuffled minibatches of
+    ``config.mini_batch_size``, each one Adam step on the clipped policy loss plus ``vf_coef`` times
+    the clipped value loss, with the gradient norm clipped. Returns each minibatch's statistics, in
+    the order they ran: clip fraction, approx-KL to the old policy, value and policy loss, entropy.
+
+    Taught in notebook 05.
+    """
+    rollout, mask = exp.rollout, exp.mask
+    device = mask.device
+    ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
+    tokens = rollout.response_ids.to(device)
+    stats: dict[str, list[float]] = {
+        "clip_fraction": [],
+        "approx_kl": [],
+        "value_loss": [],
+        "policy_loss": [],
+        "entropy": [],
+    }
+    for _ in range(config.ppo_epochs):
+        order = torch.randperm(len(ids))
+        for mb in order.split(config.mini_batch_size):
+            new_logits, new_values = model(ids[mb], attn[mb])
+            resp_logits = response_positions(new_logits, rollout)
+            new_logprobs = gather_logprobs(resp_logits, tokens[mb], config.temperature)
+            m = mask[mb]
+            pg, clip_fraction = policy_loss(
+                new_logprobs, exp.old_logprobs[mb], exp.advantages[mb], m, config.clip_range
+            )
+            vf = value_loss(
+                response_positions(new_values, rollout),
+                exp.old_values[mb],
+                exp.returns[mb],
+                m,
+                config.clip_range_value,
+            )
+            optimizer.zero_grad()
+            accelerator.backward(pg + config.vf_coef * vf)
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            with torch.no_grad():
+                stats["clip_fraction"].append(clip_fraction.item())
+                # approx-KL to the old policy: k2 = ½(log π_new − log π_old)², the KL from the
+                # policy that sampled this batch (not the KL to the reference)
+                stats["approx_kl"].append(masked_mean(k2(exp.old_logprobs[mb], new_logprobs), m).item())
+                stats["value_loss"].append(vf.item())
+                stats["policy_loss"].append(pg.item())
+                stats["entropy"].append(
+                    masked_mean(entropy(resp_logits.float() / config.temperature), m).item()
+                )
+    return stats
 
 
 # ----------------------------------------------------------------------------- training
@@ -394,7 +520,6 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     rank, n_proc = (accelerator.process_index, accelerator.num_processes) if data_parallel else (0, 1)
     device = accelerator.device if data_parallel else world.device
     torch.manual_seed(config.seed + rank)  # one sampling stream per process: each samples its own responses
-    tok = world.tokenizer
     reference = disable_dropout(world.reference.to(device))  # frozen: never trained, never generates
     reward_model = disable_dropout(world.reward_model.to(device))
     # Dropout off in the policy and value model too [Z19, H24]: with no dropout (and no other layer
@@ -423,76 +548,17 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
         disable=not progress or rank != 0,
     )
     for step in bar:
-        # 1. Rollout ------------------------------------------------------------------------------
+        # 1–3. Rollout, rewards r_t = −β·kl_t plus the score at the last token, advantages ---------
         laps = Laps()
         prompts = world.prompts(config.batch_size, seed=prompt_seed(config.seed, step, rank))
-        rollout = sample(
-            unwrapped.policy,
-            tok,
-            prompts,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-        )
-        mask = rollout.response_mask.to(device).float()
-        ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
-        tokens = rollout.response_ids.to(device)
-        laps.lap("generate")
-        old_logprobs, old_values, ref_logprobs = rollout_logprobs(
-            unwrapped, reference, rollout, config.temperature, laps
-        )
-        with torch.no_grad():
-            scores = world.score(rollout)
-            if config.missing_eos_penalty is not None:  # [H24]
-                scores = scores - config.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
-            laps.lap("score")
-
-            # 2. Rewards: r_t = −β·kl_t, score at the last token [Z19] ---------------------------
-            kl = per_token_kl(old_logprobs, ref_logprobs, mask, config.kl_estimator)
-            rewards = shaped_rewards(scores, kl, mask, beta)
-            laps.lap("kl")
-
-            # 3. Advantages: GAE, whitened [H24] -------------------------------------------------
-            advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
-            if config.whiten_advantages:
-                advantages = whiten(advantages, mask)
-
+        exp = collect_experience(world, unwrapped, reference, prompts, config, beta, laps)
         # 4. PPO epochs over minibatches ------------------------------------------------------------
-        stats = {"clip_fraction": [], "approx_kl": [], "value_loss": [], "policy_loss": [], "entropy": []}
-        for _ in range(config.ppo_epochs):
-            order = torch.randperm(config.batch_size)
-            for mb in order.split(config.mini_batch_size):
-                new_logits, new_values = model(ids[mb], attn[mb])
-                resp_logits = response_positions(new_logits, rollout)
-                new_logprobs = gather_logprobs(resp_logits, tokens[mb], config.temperature)
-                m = mask[mb]
-                pg, clip_fraction = policy_loss(
-                    new_logprobs, old_logprobs[mb], advantages[mb], m, config.clip_range
-                )
-                vf = value_loss(
-                    response_positions(new_values, rollout),
-                    old_values[mb],
-                    returns[mb],
-                    m,
-                    config.clip_range_value,
-                )
-                optimizer.zero_grad()
-                accelerator.backward(pg + config.vf_coef * vf)
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                with torch.no_grad():
-                    stats["clip_fraction"].append(clip_fraction.item())
-                    # approx-KL to the old policy: k2 = ½(log π_new − log π_old)², the KL from the
-                    # policy that sampled this batch (not the KL to the reference)
-                    stats["approx_kl"].append(masked_mean(k2(old_logprobs[mb], new_logprobs), m).item())
-                    stats["value_loss"].append(vf.item())
-                    stats["policy_loss"].append(pg.item())
-                    stats["entropy"].append(
-                        masked_mean(entropy(resp_logits.float() / config.temperature), m).item()
-                    )
-
+        stats = ppo_update(model, optimizer, accelerator, exp, config)
         laps.lap("update")
 
         # 5. Metrics and β ------------------------------------------------------------------------
+        rollout, scores, kl, mask = exp.rollout, exp.scores, exp.kl, exp.mask
+        old_logprobs, ref_logprobs = exp.old_logprobs, exp.ref_logprobs
         texts = rollout.texts()
         gold = world.gold(texts)
         seq_k1 = per_token_kl(old_logprobs, ref_logprobs, mask, "k1").sum(1)
@@ -509,7 +575,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
             "adjusted_reward": adjusted_reward(scores, kl, mask, beta).mean().item(),
             "beta": beta,
             "response_length": mask.sum(1).mean().item(),
-            "explained_variance": explained_variance(old_values, returns, mask),
+            "explained_variance": explained_variance(exp.old_values, exp.returns, mask),
             **{k: sum(v) / len(v) for k, v in stats.items()},
             **laps.seconds,
             "seconds": time.perf_counter() - start,
@@ -532,16 +598,19 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
 
 __all__ = [
     "AdaptiveKLController",
+    "Experience",
     "PPOConfig",
     "PPOResult",
     "PolicyAndValue",
     "adjusted_reward",
+    "collect_experience",
     "config_for",
     "disable_dropout",
     "explained_variance",
     "gae",
     "masked_mean",
     "policy_loss",
+    "ppo_update",
     "prompt_seed",
     "rollout_logprobs",
     "shaped_rewards",

@@ -45,11 +45,18 @@ def trl_config(
     lr: float,
     generations: int,
     seed: int,
+    lr_schedule: str = "linear",
+    kl_correction: bool = True,
 ):
     """The ``RLOOConfig`` or ``GRPOConfig`` for ``rounds`` generation rounds of ``batch``
     completions (``batch / generations`` prompts, ``generations`` completions each), each round
     split into minibatches of ``mini_batch`` and reused for ``epochs`` iterations, on the CPU
     unless CUDA is present. GRPO keeps TRL's default loss (``"dapo"``: token-level averaging).
+
+    ``lr_schedule`` is transformers' ``lr_scheduler_type`` (its default, ``"linear"``, decays the
+    learning rate to 0 over the run; ``"constant"`` keeps it, as :mod:`klcourse.ppo` does).
+    ``kl_correction`` is GRPO's ``use_bias_correction_kl`` (TRL 1.16's default, True): it multiplies
+    the per-token k3 in the loss by the ratio ``π/π_old``; RLOO has no such flag.
 
     Taught in notebook 07.
     """
@@ -65,6 +72,7 @@ def trl_config(
         )
     per_round = batch // mini_batch
     config = RLOOConfig if algorithm == "rloo" else GRPOConfig
+    only_grpo = {"use_bias_correction_kl": kl_correction} if algorithm == "grpo" else {}
     return config(
         output_dir=tempfile.mkdtemp(prefix=f"klcourse-{algorithm}-"),
         per_device_train_batch_size=mini_batch,
@@ -75,6 +83,7 @@ def trl_config(
         max_steps=rounds * per_round * epochs,
         beta=beta,
         learning_rate=lr,
+        lr_scheduler_type=lr_schedule,
         temperature=1.0,
         bf16=False,
         **no_checkpointing(config),
@@ -84,6 +93,7 @@ def trl_config(
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,
         seed=seed,
+        **only_grpo,
     )
 
 

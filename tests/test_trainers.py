@@ -50,6 +50,35 @@ def test_bad_trl_settings_are_named(kwargs, message):
         trl_config(algorithm, **settings)
 
 
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+@pytest.mark.parametrize("schedule, correction", [("linear", True), ("constant", False)])
+def test_every_trl_setting_the_course_passes_reaches_the_config(algorithm, schedule, correction):
+    config = trl_config(
+        algorithm,
+        beta=0.07,
+        rounds=3,
+        batch=32,
+        mini_batch=8,
+        epochs=2,
+        lr=2e-5,
+        generations=4,
+        seed=11,
+        lr_schedule=schedule,
+        kl_correction=correction,
+    )
+    assert type(config).__name__ == {"rloo": "RLOOConfig", "grpo": "GRPOConfig"}[algorithm]
+    assert config.beta == 0.07 and config.learning_rate == 2e-5 and config.seed == 11
+    assert config.num_iterations == 2 and config.num_generations == 4 and config.temperature == 1.0
+    assert config.per_device_train_batch_size == 8 and config.steps_per_generation == 32 // 8
+    assert config.max_steps == 3 * (32 // 8) * 2  # rounds × minibatches per round × epochs
+    assert config.max_completion_length == MAX_RESPONSE_TOKENS
+    assert str(config.lr_scheduler_type).rsplit(".", 1)[-1].lower() == schedule
+    if algorithm == "grpo":
+        assert config.use_bias_correction_kl is correction
+    else:
+        assert not hasattr(config, "use_bias_correction_kl")
+
+
 @pytest.mark.parametrize("top_p", [0.3, 0.8, 0.95, 1.0])
 def test_top_p_kept_matches_transformers(top_p):
     logits = torch.randn(4, 6, 50, generator=torch.Generator().manual_seed(0))
