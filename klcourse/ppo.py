@@ -258,10 +258,10 @@ class PolicyAndValue(nn.Module):
     ``r = w·h``; so the value head is ``V(h) = (w/σ)·h − μ/σ``, which read at a response's final
     token (the ``<eos>``) is exactly that response's normalised score. PPO reads ``V_t`` one position
     earlier (the state before token ``t`` is chosen, :func:`klcourse.logprobs.response_positions`), so
-    its values start at the normalised score of the text so far: on the scale of the returns, which
-    are that score at the end minus the KL penalty. A head on the raw scale would start every value
-    several units off the returns, and PPO's first updates would spend themselves (and the value
-    clip) undoing that offset.
+    its values start as the reward model's normalised reading of the unfinished text: in the units of
+    the returns, which are the final score minus the KL penalty. A head on the raw scale would
+    predict ``μ + σ·score`` instead, shifted by μ and stretched by σ, and PPO's first updates would
+    spend themselves (and the value clip) undoing that.
 
     One module, so that ``accelerate`` wraps one thing and every parameter gets a gradient.
 
