@@ -1,5 +1,6 @@
 """Every entry point answers bad input, a full disk and Ctrl-C in one line, through the real commands."""
 
+import json
 import os
 import shutil
 import signal
@@ -26,13 +27,38 @@ def run(args: list[str], env: dict | None = None, timeout: int = 120) -> subproc
 
 def assert_one_line(proc: subprocess.CompletedProcess, status: int, *says: str) -> None:
     """Exit ``status``, no traceback, and one line on stderr that contains every one of ``says``."""
-    err = proc.stderr.strip()
-    assert proc.returncode == status, (proc.returncode, err[-2000:])
+    _assert_one_line(proc.returncode, proc.stderr, status, says)
+
+
+def _assert_one_line(returncode, stderr: str, status: int, says) -> None:
+    err = stderr.strip()
+    assert returncode == status, (returncode, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
     lines = err.splitlines()
     assert len(lines) == 1, err
     for text in says:
         assert text in lines[0], (text, lines[0])
+
+
+def assert_each_one_line(cases: list[tuple[list[str], dict, list[str]]], status: int = 2) -> None:
+    """Run every ``(args, env, says)`` command line in one process (``cli_harness.py``: the same
+    entry points as ``python -m …``, with torch imported once) and check each as :func:`assert_one_line`."""
+    payload = [{"module": args[1], "argv": args[2:], "env": env} for args, env, _ in cases]
+    assert all(args[0] == "-m" for args, _, _ in cases)
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("cli_harness.py"))],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for (args, env, says), result in zip(cases, json.loads(proc.stdout), strict=True):
+        try:
+            _assert_one_line(result["status"], result["stderr"], status, says)
+        except AssertionError as error:
+            raise AssertionError(f"{' '.join(args)} with {env}: {error}") from None
 
 
 def test_bad_options(tmp_path):
@@ -69,30 +95,32 @@ def test_bad_options(tmp_path):
         cases.append(
             (["-m", "klcourse.tools.bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"])
         )
-    for args, says in cases:
-        assert_one_line(run(args), 2, *says)
+    assert_each_one_line([(args, {}, says) for args, says in cases])
+    # one of them as a real process, for the exit status the shell sees
+    args, says = cases[0]
+    assert_one_line(run(args), 2, *says)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["-m", "klcourse", "build"],
-        ["-m", "klcourse", "sweep"],
-        ["-m", "klcourse.tools.regenerate", "x.ipynb"],
-    ],
-)
-def test_bad_environment_variables(command, tmp_path):
+BAD_ENVIRONMENT = [
+    ({"KLCOURSE_PRESET": "huge"}, ["KLCOURSE_PRESET='huge'", "smoke, laptop, gpu"]),
+    ({"KLCOURSE_CACHE": "/proc/klcourse-cache"}, ["KLCOURSE_CACHE='/proc/klcourse-cache'", "writable"]),
+    ({"KLCOURSE_SEED": "-3"}, ["KLCOURSE_SEED='-3'", "non-negative integer"]),
+    ({"KLCOURSE_SEED": "three"}, ["KLCOURSE_SEED='three'"]),
+]
+
+
+def test_bad_environment_variables(tmp_path):
     nb = tmp_path / "x.ipynb"
     shutil.copy(NOTEBOOK, nb)
-    command = [str(nb) if c == "x.ipynb" else c for c in command]
-    cases = [
-        ({"KLCOURSE_PRESET": "huge"}, ["KLCOURSE_PRESET='huge'", "smoke, laptop, gpu"]),
-        ({"KLCOURSE_CACHE": "/proc/klcourse-cache"}, ["KLCOURSE_CACHE='/proc/klcourse-cache'", "writable"]),
-        ({"KLCOURSE_SEED": "-3"}, ["KLCOURSE_SEED='-3'", "non-negative integer"]),
-        ({"KLCOURSE_SEED": "three"}, ["KLCOURSE_SEED='three'"]),
+    commands = [
+        ["-m", "klcourse", "build"],
+        ["-m", "klcourse", "sweep"],
+        ["-m", "klcourse.tools.regenerate", str(nb)],
     ]
-    for env, says in cases:
-        assert_one_line(run(command, env), 2, *says)
+    assert_each_one_line([(command, env, says) for command in commands for env, says in BAD_ENVIRONMENT])
+    # one of them as a real process, for the exit status the shell sees
+    env, says = BAD_ENVIRONMENT[0]
+    assert_one_line(run(commands[0], env), 2, *says)
 
 
 def test_a_full_disk_is_one_line(tmp_path):
