@@ -1,4 +1,4 @@
-"""Command line: ``python -m klcourse build …``, ``… sweep …`` and ``… doctor``.
+"""Command line: ``python -m klcourse build …``, ``… sweep …``, ``… compare …`` and ``… doctor``.
 
 Every option is checked where it is parsed; a bad option or environment variable, a folder that
 cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.tools.cli`).
@@ -59,6 +59,17 @@ def parser() -> argparse.ArgumentParser:
         "small models leaves a GPU mostly idle)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    c = sub.add_parser(
+        "compare", help="notebook 07's runs: PPO, TRL's RLOO and GRPO at one β and budget × seeds, resumable"
+    )
+    c.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    c.add_argument("--beta", type=cli.positive_float, default=0.1, help="the KL coefficient (default 0.1)")
+    c.add_argument(
+        "--episodes", type=cli.positive_int, default=3200, help="sampled responses per run (default 3200)"
+    )
+    c.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
+    c.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
+    c.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser(
         "doctor",
         help="check this set-up (versions, device, cache, Jupyter kernel, widgets, disk); a fix for each "
@@ -106,7 +117,40 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], 
             print(f"{name:9s} {path}")
         print(f"world ({preset.name} preset) ready in {time.perf_counter() - t0:.1f} s")
         return
+    if args.command == "compare":
+        _compare(args, argv, preset, where, t0)
+        return
     _sweep(p, args, argv, preset, where, t0)
+
+
+def _compare(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
+    from klcourse import comparison, sweep
+    from klcourse.world import load_world
+    from klcourse.world.artifacts import write_atomic
+
+    out = args.out or comparison.default_out_dir(preset)
+    where["out"] = out
+    world = load_world(preset, progress=not args.quiet)
+    specs = comparison.trainer_specs(args.beta, list(args.seeds or preset.sweep_seeds), args.episodes)
+    results = comparison.run_comparison(world, specs, out, progress=not args.quiet)
+    print(f"{'run':34s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
+    for name, r in results.items():
+        e = r["evaluation"]
+        print(
+            f"{name:34s}{e['proxy_score']:8.2f}{e['gold_reward']:8.2f}{e['well_formed']:13.0%}"
+            f"{e['kl_sequence']:9.2f}{r['seconds']:9.1f}"
+        )
+    seconds = time.perf_counter() - t0
+    print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
+    provenance = {
+        "command": " ".join([PROG, *argv]),
+        "preset": preset.name,
+        "runs": len(specs),
+        "wall_seconds": seconds,
+        "world": sweep.world_key(world),
+        **sweep.provenance(world),
+    }
+    write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
 
 
 def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:

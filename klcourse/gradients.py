@@ -12,12 +12,18 @@ Because ``∇_θ log π(x) = e_x − π``, every gradient here has the form ``E_
 * placement ``"reward"`` — the estimate is detached and enters as a penalty in a score-function
   gradient (PPO, RLOO), ``E[sg(k(x))·∇log π(x)]``: ``c = k``;
 * placement ``"loss"`` — the estimate is differentiated through ``log π(x)`` at fixed on-policy
-  samples (GRPO), ``E[∇k(x)]``: ``c = ∂k/∂log π(x)``, i.e. k1 → 1, k2 → k1, k3 → 1 − r, k3+ → k1.
+  samples (GRPO with ``use_bias_correction_kl=False``), ``E[∇k(x)]``: ``c = ∂k/∂log π(x)``, i.e.
+  k1 → 1, k2 → k1, k3 → 1 − r, k3+ → k1;
+* placement ``"ratio-loss"`` — the loss multiplied by the importance ratio ``π(x)/sg(π_old(x))``
+  and differentiated at ``π_old = π`` (TRL's GRPO with ``use_bias_correction_kl=True``, its default
+  since TRL 1.10; DeepSeek-V3.2): ``∇(ratio·k) = k·∇log π + ∇k``, so ``c = k + ∂k/∂log π(x)``, the
+  sum of the two placements above.
 
 All gradients are of the *penalty*: descending them lowers it. The identities (exact):
 
 * reward: k1 → ∇KL(π‖ρ);  k3 → ∇KL(π‖ρ) − ∇KL(ρ‖π);  k2 → neither;
-* loss:   k1 → 0;  k2 (and k3+) → ∇KL(π‖ρ);  k3 → ∇KL(ρ‖π), the *forward* KL's gradient.
+* loss:   k1 → 0;  k2 (and k3+) → ∇KL(π‖ρ);  k3 → ∇KL(ρ‖π), the *forward* KL's gradient;
+* ratio-loss: k3 → ∇KL(π‖ρ) (reward k3 + loss k3: the forward-KL terms cancel);  k1 → ∇KL(π‖ρ).
 
 On sequences (:func:`sequence_gradients`) a token-level loss differentiates each token's own
 log-probability only, and misses the terms through the later tokens (Tang & Munos 2025).
@@ -38,10 +44,10 @@ from klcourse.chain_rule import Enumeration
 from klcourse.kl import k1, k2, k3
 
 Estimator = Literal["k1", "k2", "k3", "k3+"]
-Placement = Literal["reward", "loss"]
+Placement = Literal["reward", "loss", "ratio-loss"]
 #: :data:`klcourse.kl.ESTIMATORS` plus verl's straight-through ``k3+`` (a gradient, not a new value).
 ESTIMATORS: tuple[str, ...] = (*kl.ESTIMATORS, "k3+")
-PLACEMENTS: tuple[str, ...] = ("reward", "loss")
+PLACEMENTS: tuple[str, ...] = ("reward", "loss", "ratio-loss")
 #: How far ``Σ ρ`` may be from 1 for ``ref_logprobs`` to count as a distribution.
 SUM_TOL = 1e-4
 
@@ -78,21 +84,22 @@ def coefficients(
 ) -> torch.Tensor:
     """``c(x)`` for every outcome ``x``: the per-sample gradient is ``c(x)·(e_x − π)``.
 
-    ``"reward"``: ``c = k(x)``; ``"loss"``: ``c = ∂k/∂log π(x)`` (k1 → 1, k2 and k3+ → k1, k3 → 1 − r).
+    ``"reward"``: ``c = k(x)``; ``"loss"``: ``c = ∂k/∂log π(x)`` (k1 → 1, k2 and k3+ → k1, k3 → 1 − r);
+    ``"ratio-loss"``: ``c = k(x) + ∂k/∂log π(x)``.
 
     Taught in notebook 07.
     """
     _check_choice(estimator, placement)
     logp, logr = _inputs(policy_logits, ref_logprobs)
     kl1 = k1(logp, logr)
-    if placement == "reward":
-        return {"k1": kl1, "k2": k2(logp, logr), "k3": k3(logp, logr), "k3+": k3(logp, logr)}[estimator]
-    return {
+    value = {"k1": kl1, "k2": k2(logp, logr), "k3": k3(logp, logr), "k3+": k3(logp, logr)}[estimator]
+    slope = {
         "k1": torch.ones_like(kl1),
         "k2": kl1,
         "k3": -torch.expm1(logr - logp),  # 1 − r
         "k3+": kl1,
     }[estimator]
+    return {"reward": value, "loss": slope, "ratio-loss": value + slope}[placement]
 
 
 def expected_gradient(
@@ -185,9 +192,10 @@ class SequenceGradients:
     on one prompt, from enumerating every response ``y`` (the expectations are exact sums).
 
     ``true = ∇ KL(π(·|x) ‖ ρ(·|x))``; ``reward_k1 = E[sg(Σ_t k1_t)·∇log π(y)]`` (the sequence-level
-    score function, as PPO and RLOO use it); ``loss[k] = E[Σ_t ∇k_t]``, a token-level KL loss (GRPO);
+    score function, as PPO and RLOO use it); ``loss[k] = E[Σ_t ∇k_t]``, a token-level KL loss (GRPO),
+    for k1, k2, k3, k3+ and ``"k3*ratio"`` (``k3_t·π/π_old`` at ``π_old = π``, TRL GRPO's default);
     ``future = E[Σ_t ∇log π(y_t|y_<t)·sg(Σ_{s>t} k1_s)]``, the terms through later tokens, so that
-    ``true = reward_k1 = loss["k2"] + future`` exactly.
+    ``true = reward_k1 = loss["k2"] + future = loss["k3*ratio"] + future`` exactly.
 
     Taught in notebook 07.
     """
@@ -243,7 +251,14 @@ def sequence_gradients(
     seq_logp = lp.sum(1)
     seq_kl = kl1.sum(1)
     k3_plus = k2(lp, lr) + (k3(lp, lr) - k2(lp, lr)).detach()
-    token = {"k1": k1(lp, lr), "k2": k2(lp, lr), "k3": k3(lp, lr), "k3+": k3_plus}
+    ratio = (lp - lp.detach()).exp()  # π/π_old at π_old = π: 1 in value, ∇log π in gradient
+    token = {
+        "k1": k1(lp, lr),
+        "k2": k2(lp, lr),
+        "k3": k3(lp, lr),
+        "k3+": k3_plus,
+        "k3*ratio": k3(lp, lr) * ratio,
+    }
     return SequenceGradients(
         kl=float((weight * seq_kl.detach()).sum()),
         responses=n,

@@ -76,11 +76,11 @@ class PPOConfig:
     clip_range_value: float = 0.2  # value clip [H24]
     vf_coef: float = 0.1  # value-loss weight
     whiten_advantages: bool = True  # [H24]
-    lr: float = 3e-4
+    lr: float = 1e-4  # with 2 epochs: the update size that did not spike (nb05 §7; 3e-4 × 4 did)
     max_grad_norm: float = 1.0
     batch_size: int = 64  # rollouts per PPO step (per process)
     mini_batch_size: int = 16
-    ppo_epochs: int = 4
+    ppo_epochs: int = 2
     steps: int = 40
     max_new_tokens: int = MAX_RESPONSE_TOKENS
     seed: int = 0
@@ -506,6 +506,20 @@ def prompt_seed(run_seed: int, step: int, rank: int) -> int:
     return run_seed * RUN_SEED_STRIDE + step * STEP_SEED_STRIDE + rank
 
 
+#: Adam's ε in :func:`adamw` (CleanRL's and the PPO implementation details' choice; torch's default is 1e-8).
+ADAM_EPS = 1e-5
+
+
+def adamw(parameters, lr: float) -> torch.optim.AdamW:
+    """PPO's optimiser: ``torch.optim.AdamW`` at learning rate ``lr``, ε = :data:`ADAM_EPS`, weight
+    decay 0.01 (torch's default) on every parameter, betas (0.9, 0.999); the learning rate stays
+    constant. Notebook 07 gives TRL's trainers the same one.
+
+    Taught in notebooks 05 and 07.
+    """
+    return torch.optim.AdamW(parameters, lr=lr, eps=ADAM_EPS, weight_decay=0.01)
+
+
 def train(world: World, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True) -> PPOResult:
     """Run PPO from the world's SFT model against its proxy reward model; return the result.
 
@@ -529,7 +543,7 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
         PolicyAndValue(copy.deepcopy(world.reference), reward_model, world.score_normalisation).to(device)
     ).eval()
     model.requires_grad_(True)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, eps=1e-5)
+    optimizer = adamw(model.parameters(), config.lr)
     if data_parallel:
         model, optimizer = accelerator.prepare(model, optimizer)
     # Two handles to the same weights: ``model`` may be wrapped for data parallelism (DDP), and its

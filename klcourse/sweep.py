@@ -104,6 +104,15 @@ def _seal(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def write_result(path: Path, payload: dict) -> None:
+    """Store a run's ``payload`` at ``path`` atomically, sealed with the SHA-256 of its content
+    (:func:`load_result` checks the seal).
+
+    Taught in notebook 06.
+    """
+    write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
+
+
 def provenance(world: World) -> dict:
     """Where a run ran: device, card (or CPU), library and Python versions, and the version of the
     world's build code (:data:`klcourse.world.BUILD_VERSION`) that made the models it trained against.
@@ -146,10 +155,10 @@ def world_key(world: World) -> dict[str, str]:
 
 
 def load_result(
-    path: Path, spec: RunSpec | None = None, preset: Preset | None = None, world: World | None = None
+    path: Path, spec=None, preset: Preset | None = None, world: World | None = None
 ) -> dict | None:
     """The run stored at ``path``, or ``None`` if it is missing, corrupt, or from another
-    spec, preset or world.
+    spec (a :class:`RunSpec`, or any dataclass that names a run), preset or world.
 
     Taught in notebook 06.
     """
@@ -197,7 +206,7 @@ def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> d
         "seconds": time.perf_counter() - t0,
         "provenance": provenance(world),
     }
-    write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
+    write_result(path, payload)
     return payload
 
 

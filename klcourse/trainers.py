@@ -6,8 +6,15 @@ Where each puts the KL penalty (TRL 1.16, read from its source):
 * **RLOO** (Ahmadian et al. 2024): k1 summed over the response and subtracted from the reward,
   ``r − β·Σ_t k1_t`` — the reward placement, a per-sequence sum, like ``klcourse.ppo``.
   ``RLOOConfig.beta`` defaults to 0.05.
-* **GRPO** (Shao et al. 2024): k3 per token added to the per-token loss, ``β·k3_t`` — the loss
-  placement, averaged over tokens. ``GRPOConfig.beta`` defaults to 0.0 (no penalty at all).
+* **GRPO** (Shao et al. 2024): k3 per token added to the per-token loss — the loss placement,
+  averaged over tokens. With ``use_bias_correction_kl`` (default True since TRL 1.10; added, off,
+  in 0.26) the term is ``β·k3_t·π/π_old``, whose gradient is the reverse KL's; without it,
+  ``β·k3_t``, whose gradient is the forward KL's (:mod:`klcourse.gradients`). TRL logs the mean of
+  that same term (over tokens, before β) as ``kl``. ``GRPOConfig.beta`` defaults to 0.0 (no
+  penalty at all).
+
+:func:`train_trl` gives both trainers :func:`klcourse.ppo.adamw`, PPO's optimiser, at a constant
+learning rate (TRL's default would decay it linearly to 0 with transformers' AdamW, weight decay 0).
 
 :func:`evaluate` measures every policy the same way: fresh samples at temperature 1, the reference
 scoring the same tokens, the KL to the reference both as a per-sequence sum and a per-token mean.
@@ -27,6 +34,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PrinterCallback
 
 from klcourse.logprobs import per_token_kl, response_logprobs
+from klcourse.ppo import adamw
 from klcourse.sampling import sample, well_formed_rate
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 from klcourse.world.training import no_checkpointing, unpatched
@@ -45,18 +53,21 @@ def trl_config(
     lr: float,
     generations: int,
     seed: int,
-    lr_schedule: str = "linear",
+    lr_schedule: str = "constant",
     kl_correction: bool = True,
+    scale_rewards: str = "group",
 ):
     """The ``RLOOConfig`` or ``GRPOConfig`` for ``rounds`` generation rounds of ``batch``
     completions (``batch / generations`` prompts, ``generations`` completions each), each round
     split into minibatches of ``mini_batch`` and reused for ``epochs`` iterations, on the CPU
     unless CUDA is present. GRPO keeps TRL's default loss (``"dapo"``: token-level averaging).
 
-    ``lr_schedule`` is transformers' ``lr_scheduler_type`` (its default, ``"linear"``, decays the
-    learning rate to 0 over the run; ``"constant"`` keeps it, as :mod:`klcourse.ppo` does).
+    ``lr_schedule`` is transformers' ``lr_scheduler_type`` (``"constant"`` keeps the learning rate,
+    as :mod:`klcourse.ppo` does; transformers' default, ``"linear"``, decays it to 0 over the run).
     ``kl_correction`` is GRPO's ``use_bias_correction_kl`` (TRL 1.16's default, True): it multiplies
-    the per-token k3 in the loss by the ratio ``π/π_old``; RLOO has no such flag.
+    the per-token k3 in the loss by the ratio ``π/π_old``. ``scale_rewards`` is GRPO's (TRL's
+    default ``"group"`` divides each prompt's advantages by their standard deviation; ``"none"``
+    leaves them). RLOO has neither flag.
 
     Taught in notebook 07.
     """
@@ -72,7 +83,11 @@ def trl_config(
         )
     per_round = batch // mini_batch
     config = RLOOConfig if algorithm == "rloo" else GRPOConfig
-    only_grpo = {"use_bias_correction_kl": kl_correction} if algorithm == "grpo" else {}
+    only_grpo = (
+        {"use_bias_correction_kl": kl_correction, "scale_rewards": scale_rewards}
+        if algorithm == "grpo"
+        else {}
+    )
     return config(
         output_dir=tempfile.mkdtemp(prefix=f"klcourse-{algorithm}-"),
         per_device_train_batch_size=mini_batch,
@@ -112,7 +127,8 @@ def proxy_reward_function(world: World):
 
 @dataclass
 class TRLRun:
-    """A TRL run: the trained policy, TRL's own log and the wall time.
+    """A TRL run: the trained policy, TRL's own log, the wall time and the settings of the optimiser
+    TRL stepped (its class name and ``defaults``: lr, betas, eps, weight decay).
 
     Taught in notebook 07.
     """
@@ -122,6 +138,7 @@ class TRLRun:
     policy: PreTrainedModel
     log: list[dict]
     seconds: float
+    optimiser: dict
 
 
 def train_trl(
@@ -136,9 +153,13 @@ def train_trl(
     lr: float = 1e-4,
     generations: int = 4,
     seed: int = 0,
+    kl_correction: bool = True,
+    scale_rewards: str = "group",
 ) -> TRLRun:
     """Train a copy of the world's SFT model with TRL's RLOO or GRPO against the proxy reward for
-    ``episodes`` completions (``episodes / batch`` rounds), printing nothing.
+    ``episodes`` completions (``episodes / batch`` rounds), printing nothing, with PPO's optimiser
+    (:func:`klcourse.ppo.adamw`) at a constant learning rate; ``kl_correction`` and
+    ``scale_rewards`` are GRPO's (:func:`trl_config`).
 
     Taught in notebook 07.
     """
@@ -155,31 +176,42 @@ def train_trl(
         lr=lr,
         generations=generations,
         seed=seed,
+        kl_correction=kl_correction,
+        scale_rewards=scale_rewards,
     )
     trainer_class = RLOOTrainer if algorithm == "rloo" else GRPOTrainer
     prompts = world.prompts(rounds * batch // generations * 2, seed=seed + 123)
+    model = copy.deepcopy(world.reference).requires_grad_(True)
     trainer = trainer_class(
-        model=copy.deepcopy(world.reference).requires_grad_(True),
+        model=model,
         reward_funcs=proxy_reward_function(world),
         args=args,
         train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=world.tokenizer,
+        optimizers=(adamw(model.parameters(), lr), None),
     )
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # TRL calls transformers' deprecated checkpointing names
         warnings.simplefilter("ignore", FutureWarning)
         trainer.train()
+    seconds = time.perf_counter() - t0
+    optimiser = trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer
+    settings = {"class": type(optimiser).__name__} | {
+        k: v for k, v in optimiser.defaults.items() if k in ("lr", "betas", "eps", "weight_decay")
+    }
     policy = unpatched(trainer.model).eval()
-    return TRLRun(algorithm, beta, policy, trainer.state.log_history, time.perf_counter() - t0)
+    return TRLRun(algorithm, beta, policy, trainer.state.log_history, seconds, settings)
 
 
 @torch.no_grad()
 def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0) -> dict[str, float]:
     """Proxy score, gold reward, well-formed rate and the KL to the reference of ``n`` fresh samples
     of ``policy``: ``kl_sequence`` is the mean over responses of ``Σ_t k1_t`` (what RLOO and PPO
-    penalise), ``kl_token`` the mean of ``k1_t`` over all response tokens (what GRPO's loss and
-    TRL's logged ``kl`` average).
+    penalise), ``kl_token`` the mean of ``k1_t`` over all response tokens (what GRPO's loss
+    averages). ``kl_forward`` is the forward KL, ``KL(π_ref‖π) = E_{y~π_ref}[Σ_t log π_ref(y_t) −
+    log π(y_t)]``, from ``n`` samples of the reference (seeded ``seed + 1``): what a forward-KL
+    gradient holds down.
 
     Taught in notebook 07.
     """
@@ -188,11 +220,20 @@ def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0)
     rollout = sample(policy, world.tokenizer, world.prompts(n, seed=seed), max_new_tokens=MAX_RESPONSE_TOKENS)
     mask = rollout.response_mask.to(world.device).float()
     kl = per_token_kl(response_logprobs(policy, rollout), response_logprobs(world.reference, rollout), mask)
+    torch.manual_seed(seed + 1)
+    ref_rollout = sample(
+        world.reference, world.tokenizer, world.prompts(n, seed=seed + 1), max_new_tokens=MAX_RESPONSE_TOKENS
+    )
+    ref_mask = ref_rollout.response_mask.to(world.device).float()
+    forward = per_token_kl(
+        response_logprobs(world.reference, ref_rollout), response_logprobs(policy, ref_rollout), ref_mask
+    )
     return {
         "proxy_score": float(world.score(rollout).mean()),
         "gold_reward": float(world.gold(rollout.texts()).mean()),
         "well_formed": well_formed_rate(rollout, world.grammar),
         "kl_sequence": float(kl.sum(1).mean()),
         "kl_token": float(kl.sum() / mask.sum()),
+        "kl_forward": float(forward.sum(1).mean()),
         "tokens_per_response": float(mask.sum(1).mean()),
     }

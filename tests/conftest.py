@@ -1,4 +1,5 @@
-"""Shared fixtures: one smoke-preset world per test session, built into a temporary cache."""
+"""Shared fixtures: one smoke-preset world per test session, built into a temporary cache, and the
+laptop world of the committed runs, built once into the course's cache."""
 
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from klcourse.config import get_preset
 from klcourse.world import load_world
 
 
@@ -22,6 +24,15 @@ def smoke_root(tmp_path_factory):
 def smoke_world(smoke_root):
     """The smoke-preset world, loaded fresh for each test (so tests cannot leak state)."""
     return load_world("smoke", torch.device("cpu"), progress=False, root=smoke_root, log=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def laptop_world():
+    """The laptop preset's world of seed 0, which the committed laptop runs were made against."""
+    preset = get_preset("laptop")
+    if preset.world.seed != 0:
+        pytest.skip("KLCOURSE_SEED is set: the committed runs are for seed 0")
+    return load_world(preset, torch.device("cpu"), progress=False, log=lambda m: None)
 
 
 # --multi_gpu selects accelerate's torch.distributed launcher; on a machine without GPUs the

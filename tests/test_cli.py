@@ -72,6 +72,8 @@ def test_bad_options(tmp_path):
         (["-m", "klcourse", "sweep", "--adaptive", "1", "2", "10.5"], ["--adaptive", "10.5", "whole number"]),
         (["-m", "klcourse", "sweep", "--betas", "nan"], ["--betas", "'nan'", "finite"]),
         (["-m", "klcourse", "sweep", "--jobs", "0"], ["--jobs", "'0'", "positive integer"]),
+        (["-m", "klcourse", "compare", "--beta", "0"], ["--beta", "'0'", "> 0"]),
+        (["-m", "klcourse", "compare", "--episodes", "0"], ["--episodes", "'0'", "positive integer"]),
         (["-m", "klcourse", "sweep", "--out", str(a_file / "sub")], ["--out", "Not a directory"]),
         (["-m", "klcourse", "sweep", "--out", "/proc/klcourse"], ["--out", "/proc/klcourse"]),
         (["-m", "klcourse", "build", "--preset", "huge"], ["--preset", "'huge'", "laptop"]),

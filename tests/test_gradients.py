@@ -57,6 +57,8 @@ def test_the_identities_of_kl_as_a_reward_or_a_loss(pair):
     torch.testing.assert_close(g["k2", "loss"], rev, **close)
     torch.testing.assert_close(g["k3+", "loss"], rev, **close)
     torch.testing.assert_close(g["k3", "loss"], fwd, **close)
+    torch.testing.assert_close(g["k3", "ratio-loss"], rev, **close)
+    torch.testing.assert_close(g["k1", "ratio-loss"], rev, **close)
 
 
 @settings(max_examples=40, deadline=None)
@@ -83,6 +85,14 @@ def test_closed_forms_match_autograd(pair):
         value = k(theta.log_softmax(-1), ref).detach()
         reward = autograd_of(lambda t, v=value: (p * v * t.log_softmax(-1)).sum(-1), theta)
         torch.testing.assert_close(expected_gradient(theta, ref, name, "reward"), reward)
+
+        # ratio-loss: TRL GRPO's use_bias_correction_kl, k·exp(log π − sg(log π)) at π_old = π
+        def ratio_weighted(t, k=k):
+            logp = t.log_softmax(-1)
+            return (p * k(logp, ref) * (logp - logp.detach()).exp()).sum(-1)
+
+        ratio = autograd_of(ratio_weighted, theta)
+        torch.testing.assert_close(expected_gradient(theta, ref, name, "ratio-loss"), ratio)
 
 
 def test_k2_as_a_reward_follows_neither_kl():
@@ -115,6 +125,7 @@ def test_sequence_gradients_on_the_enumerable_model():
     torch.testing.assert_close(s.reward_k1, s.true, rtol=1e-7, atol=1e-9 * scale)
     torch.testing.assert_close(s.loss["k2"] + s.future, s.true, rtol=1e-7, atol=1e-9 * scale)
     torch.testing.assert_close(s.loss["k3+"], s.loss["k2"], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(s.loss["k3*ratio"] + s.future, s.true, rtol=1e-7, atol=1e-9 * scale)
     assert s.loss["k1"].norm() < 1e-9 * scale  # E[∇log π] = 0 token by token
     assert s.future.norm() > 0.02 * scale, "the token-level loss misses the later tokens' terms"
 

@@ -7,6 +7,7 @@ import torch
 from transformers.generation.logits_process import TopPLogitsWarper
 
 from klcourse.logprobs import response_logits, top_p_kept
+from klcourse.ppo import ADAM_EPS
 from klcourse.sampling import sample
 from klcourse.trainers import evaluate, train_trl, trl_config
 from klcourse.world import MAX_RESPONSE_TOKENS
@@ -22,15 +23,25 @@ def test_trl_trainers_train_on_the_world(smoke_world, algorithm, beta):
     ]
     assert max(moved) > 0, "the policy was trained"
     assert run.log and run.seconds > 0
+    # PPO's optimiser (klcourse.ppo.adamw), at a constant learning rate, is the one TRL stepped
+    assert run.optimiser == {
+        "class": "AdamW",
+        "lr": 1e-4,
+        "betas": (0.9, 0.999),
+        "eps": ADAM_EPS,
+        "weight_decay": 0.01,
+    }
+    rates = [row["learning_rate"] for row in run.log if "learning_rate" in row]
+    assert rates and all(r == pytest.approx(1e-4) for r in rates), "the learning rate stays constant"
     stats = evaluate(smoke_world, run.policy, n=64)
     assert all(math.isfinite(v) for v in stats.values())
-    assert stats["kl_sequence"] > 0
+    assert stats["kl_sequence"] > 0 and stats["kl_forward"] > 0
     assert stats["kl_sequence"] == pytest.approx(stats["kl_token"] * stats["tokens_per_response"], rel=1e-6)
 
 
 def test_the_reference_is_at_kl_zero_from_itself(smoke_world):
     stats = evaluate(smoke_world, smoke_world.reference, n=32)
-    assert stats["kl_sequence"] == 0 and stats["kl_token"] == 0
+    assert stats["kl_sequence"] == 0 and stats["kl_token"] == 0 and stats["kl_forward"] == 0
     assert 0 <= stats["well_formed"] <= 1
 
 
@@ -51,8 +62,10 @@ def test_bad_trl_settings_are_named(kwargs, message):
 
 
 @pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
-@pytest.mark.parametrize("schedule, correction", [("linear", True), ("constant", False)])
-def test_every_trl_setting_the_course_passes_reaches_the_config(algorithm, schedule, correction):
+@pytest.mark.parametrize(
+    "schedule, correction, scaling", [("linear", True, "group"), ("constant", False, "none")]
+)
+def test_every_trl_setting_the_course_passes_reaches_the_config(algorithm, schedule, correction, scaling):
     config = trl_config(
         algorithm,
         beta=0.07,
@@ -65,6 +78,7 @@ def test_every_trl_setting_the_course_passes_reaches_the_config(algorithm, sched
         seed=11,
         lr_schedule=schedule,
         kl_correction=correction,
+        scale_rewards=scaling,
     )
     assert type(config).__name__ == {"rloo": "RLOOConfig", "grpo": "GRPOConfig"}[algorithm]
     assert config.beta == 0.07 and config.learning_rate == 2e-5 and config.seed == 11
@@ -74,9 +88,9 @@ def test_every_trl_setting_the_course_passes_reaches_the_config(algorithm, sched
     assert config.max_completion_length == MAX_RESPONSE_TOKENS
     assert str(config.lr_scheduler_type).rsplit(".", 1)[-1].lower() == schedule
     if algorithm == "grpo":
-        assert config.use_bias_correction_kl is correction
+        assert config.use_bias_correction_kl is correction and config.scale_rewards == scaling
     else:
-        assert not hasattr(config, "use_bias_correction_kl")
+        assert not hasattr(config, "use_bias_correction_kl") and not hasattr(config, "scale_rewards")
 
 
 @pytest.mark.parametrize("top_p", [0.3, 0.8, 0.95, 1.0])

@@ -269,7 +269,8 @@ def pairwise_accuracy(
     chosen: list[str],
     rejected: list[str],
 ) -> float:
-    """Fraction of pairs the reward model ranks like the gold reward: ``r(chosen) > r(rejected)``.
+    """Fraction of pairs the reward model ranks as they are labelled: ``r(chosen) > r(rejected)``
+    (the annotator's labels, biases included, not the gold reward).
 
     Taught in notebook 03.
     """

@@ -1,0 +1,72 @@
+"""Notebook 07's trainer comparison: its specs, its summary, and the committed laptop runs
+(``results/laptop-trainers``), complete, from this world, and one of them reproducing when trained
+again here."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from klcourse.comparison import TrainerSpec, run_one, separated, summarise, trainer_specs
+from klcourse.sweep import load_result
+
+COMMITTED = Path(__file__).parents[1] / "results" / "laptop-trainers"
+#: The committed run that is trained again: GRPO with TRL's defaults (the KL correction on).
+RERUN = TrainerSpec(trainer="grpo", beta=0.1, seed=0, episodes=3200)
+
+
+def test_every_spec_has_its_own_name_and_label():
+    specs = trainer_specs(0.1, [0, 1], 3200)
+    assert len({s.name for s in specs}) == len(specs) == 12
+    labels = {s.label for s in specs}
+    assert len(labels) == 6, labels
+    assert {s.trainer for s in specs} == {"ppo", "rloo", "grpo"}
+    assert sum(s.beta == 0 for s in specs) == 2, "one β = 0 GRPO run per seed"
+    with pytest.raises(ValueError, match="β must be > 0"):
+        trainer_specs(0.0, [0], 3200)
+
+
+def test_the_summary_is_the_mean_and_standard_error_over_seeds():
+    runs = {}
+    for seed, gold in enumerate([0.1, 0.3, 0.5]):
+        spec = TrainerSpec(trainer="rloo", beta=0.1, seed=seed, episodes=64)
+        runs[spec.name] = {
+            "spec": vars(spec),
+            "evaluation": {"gold_reward": gold, "kl_forward": 2 * gold, "kl_sequence": gold},
+            "train_seconds": 1.0,
+        }
+    table = summarise(runs)
+    row = table.loc["RLOO, k1 in reward"]
+    assert row.seeds == 3 and row.gold_reward == pytest.approx(0.3)
+    assert row.gold_reward_se == pytest.approx(0.2 / math.sqrt(3))
+    assert row.forward_over_reverse == pytest.approx(2.0) and row.forward_over_reverse_se == pytest.approx(
+        0.0
+    )
+
+
+def test_separated_means_more_than_z_standard_errors_of_the_difference():
+    table = pd.DataFrame({"x": [1.0, 0.0], "x_se": [0.3, 0.4]}, index=["a", "b"])
+    assert separated(table, "a", "b", "x", z=1.9) and not separated(table, "a", "b", "x", z=2.1)
+
+
+@pytest.mark.slow
+def test_the_committed_comparison_is_complete_and_from_this_world(laptop_world):
+    preset = laptop_world.preset
+    specs = trainer_specs(0.1, list(preset.sweep_seeds), 3200)
+    for spec in specs:
+        payload = load_result(COMMITTED / f"{spec.name}.json", spec, preset, laptop_world)
+        assert payload is not None, f"{spec.name} is missing or stale: re-run the comparison (README)"
+    provenance = json.loads((COMMITTED / "provenance.json").read_text())
+    assert provenance["command"].startswith("python -m klcourse compare") and provenance["runs"] == len(specs)
+
+
+@pytest.mark.slow
+def test_a_committed_comparison_run_reproduces(laptop_world, tmp_path):
+    stored = load_result(COMMITTED / f"{RERUN.name}.json", RERUN, laptop_world.preset, laptop_world)
+    assert stored is not None
+    fresh = run_one(laptop_world, RERUN, tmp_path / f"{RERUN.name}.json")
+    assert fresh["evaluation"] == pytest.approx(stored["evaluation"], rel=1e-3, abs=1e-4)
+    for old, new in zip(stored["trl_log"], fresh["trl_log"], strict=True):
+        assert new == pytest.approx(old, rel=1e-3, abs=1e-4)
