@@ -60,7 +60,8 @@ def trl_config(
     """The ``RLOOConfig`` or ``GRPOConfig`` for ``rounds`` generation rounds of ``batch``
     completions (``batch / generations`` prompts, ``generations`` completions each), each round
     split into minibatches of ``mini_batch`` and reused for ``epochs`` iterations, on the CPU
-    unless CUDA is present. GRPO keeps TRL's default loss (``"dapo"``: token-level averaging).
+    unless CUDA is present, with dropout off (as in :mod:`klcourse.ppo`). GRPO keeps TRL's default
+    loss (``"dapo"``: token-level averaging).
 
     ``lr_schedule`` is transformers' ``lr_scheduler_type`` (``"constant"`` keeps the learning rate,
     as :mod:`klcourse.ppo` does; transformers' default, ``"linear"``, decays it to 0 over the run).
@@ -100,6 +101,7 @@ def trl_config(
         learning_rate=lr,
         lr_scheduler_type=lr_schedule,
         temperature=1.0,
+        disable_dropout=True,  # as klcourse.ppo does in every model (TRL's default keeps dropout on)
         bf16=False,
         **no_checkpointing(config),
         logging_steps=per_round * epochs,
