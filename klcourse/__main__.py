@@ -124,33 +124,19 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], 
 
 
 def _compare(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
-    from klcourse import comparison, sweep
+    from klcourse import comparison
     from klcourse.world import load_world
-    from klcourse.world.artifacts import write_atomic
 
     out = args.out or comparison.default_out_dir(preset)
     where["out"] = out
     world = load_world(preset, progress=not args.quiet)
     specs = comparison.trainer_specs(args.beta, list(args.seeds or preset.sweep_seeds), args.episodes)
     results = comparison.run_comparison(world, specs, out, progress=not args.quiet)
-    print(f"{'run':34s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
-    for name, r in results.items():
-        e = r["evaluation"]
-        print(
-            f"{name:34s}{e['proxy_score']:8.2f}{e['gold_reward']:8.2f}{e['well_formed']:13.0%}"
-            f"{e['kl_sequence']:9.2f}{r['seconds']:9.1f}"
-        )
-    seconds = time.perf_counter() - t0
-    print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
-    provenance = {
-        "command": " ".join([PROG, *argv]),
-        "preset": preset.name,
-        "runs": len(specs),
-        "wall_seconds": seconds,
-        "world": sweep.world_key(world),
-        **sweep.provenance(world),
+    rows = {
+        name: {**r["evaluation"], "kl": r["evaluation"]["kl_sequence"], "seconds": r["seconds"]}
+        for name, r in results.items()
     }
-    write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
+    _report(rows, 34, out, t0, argv, preset, len(specs), world)
 
 
 def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
@@ -159,7 +145,6 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
     from klcourse import sweep
     from klcourse.config import pick_device
     from klcourse.world import load_world
-    from klcourse.world.artifacts import write_atomic
 
     out = args.out or sweep.default_out_dir(preset)
     where["out"] = out
@@ -177,20 +162,42 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
     if args.jobs > 1:
         _run_shares(preset, specs, out, args.jobs)
     results = sweep.run_sweep(world, specs, out, progress=not args.quiet)
-    print(f"{'run':24s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
+    rows = {
+        name: {**r["summary"], "kl": r["summary"]["kl_k1"], "seconds": r["seconds"]}
+        for name, r in results.items()
+    }
+    _report(rows, 24, out, t0, argv, preset, len(specs), world, write=state.is_main_process)
+
+
+def _report(
+    results: dict[str, dict],
+    width: int,
+    out: Path,
+    t0: float,
+    argv: list[str],
+    preset: Preset,
+    runs: int,
+    world,
+    write: bool = True,
+) -> None:
+    """Print one line per run (proxy, gold, well-formed, KL, seconds) and the wall time; with ``write``,
+    store the provenance of the command in ``out/provenance.json``."""
+    from klcourse import sweep
+    from klcourse.world.artifacts import write_atomic
+
+    print(f"{'run':{width}s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
     for name, r in results.items():
-        s_ = r["summary"]
         print(
-            f"{name:24s}{s_['proxy_score']:8.2f}{s_['gold_reward']:8.2f}{s_['well_formed']:13.0%}"
-            f"{s_['kl_k1']:9.2f}{r['seconds']:9.1f}"
+            f"{name:{width}s}{r['proxy_score']:8.2f}{r['gold_reward']:8.2f}{r['well_formed']:13.0%}"
+            f"{r['kl']:9.2f}{r['seconds']:9.1f}"
         )
     seconds = time.perf_counter() - t0
     print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
-    if state.is_main_process:
+    if write:
         provenance = {
             "command": " ".join([PROG, *argv]),
             "preset": preset.name,
-            "runs": len(specs),
+            "runs": runs,
             "wall_seconds": seconds,
             "world": sweep.world_key(world),
             **sweep.provenance(world),
