@@ -38,6 +38,8 @@ def test_models_load_by_local_path(world):
     lm = load_causal_lm(w.paths["sft"])
     rm = load_reward_model(w.paths["reward"])
     assert tok.eos_token == "<eos>" and lm.config.vocab_size == len(tok) and rm.config.num_labels == 1
+    # transformers ≥ 5.25 turns Hub kernels on by default: on a GPU they download at run time
+    assert not getattr(lm, "use_kernels", False) and not getattr(rm, "use_kernels", False)
     ids = tok(["the food was good ."], return_tensors="pt")
     torch.testing.assert_close(lm(**ids).logits, w.reference(**ids).logits)
 

@@ -3,6 +3,12 @@
 The course's own world is saved in exactly the format a hub model has, so the same three calls
 load the synthetic world offline and, with internet, e.g. ``"gpt2"`` or a reward model from the
 hub. Nothing in the course downloads at run time: pass local paths, or set ``HF_HUB_OFFLINE=1``.
+
+transformers 5.25 loads a model with ``use_kernels`` on by default, and with the ``kernels``
+package installed (transformers depends on it) ``model.train()``/``model.eval()`` on a GPU then
+fetch compiled layers from the Hugging Face Hub: a download at run time, and offline an error.
+Every model here loads with :data:`FROM_PRETRAINED`, which turns them off: the model runs
+transformers' own PyTorch code, the same on every device.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+
+#: Keyword arguments of every model's ``from_pretrained``: float32 weights, no Hub kernels.
+FROM_PRETRAINED = {"dtype": "float32", "use_kernels": False}
 
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
@@ -31,11 +40,12 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
 
 
 def load_causal_lm(name_or_path: str | Path) -> PreTrainedModel:
-    """A causal language model (policy or reference) by hub name or local folder, in float32.
+    """A causal language model (policy or reference) by hub name or local folder, in float32, with
+    transformers' own layers (:data:`FROM_PRETRAINED`).
 
     Taught in notebook 03.
     """
-    return AutoModelForCausalLM.from_pretrained(str(name_or_path), dtype="float32")
+    return AutoModelForCausalLM.from_pretrained(str(name_or_path), **FROM_PRETRAINED)
 
 
 def load_reward_model(name_or_path: str | Path) -> PreTrainedModel:
@@ -43,7 +53,7 @@ def load_reward_model(name_or_path: str | Path) -> PreTrainedModel:
 
     Taught in notebook 03.
     """
-    model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), dtype="float32")
+    model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), **FROM_PRETRAINED)
     if model.config.num_labels != 1:
         raise ValueError(f"{name_or_path}: a reward model needs num_labels=1, got {model.config.num_labels}")
     return model
