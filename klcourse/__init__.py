@@ -18,7 +18,8 @@ Modules, one concept each:
   each KL estimator as a reward or as a loss; :mod:`klcourse.trainers` — TRL's RLOO and GRPO on
   the world, and one evaluation for every policy.
 * :mod:`klcourse.tools.bench` — benchmarks; :mod:`klcourse.heatmap`, :mod:`klcourse.widgets` — plots;
-  :mod:`klcourse.exercises`, :mod:`klcourse.coding` — the exercises and their checker;
+  :mod:`klcourse.exercises`, :mod:`klcourse.coding` — the exercises and the coding checker;
+  :mod:`klcourse.coding_exercises` — each notebook's coding exercises, a subpackage;
   :mod:`klcourse.diversity`, :mod:`klcourse.stats` — mode collapse; mean ± standard error;
   :mod:`klcourse.timing` — phase timings; :mod:`klcourse.config`,
   :mod:`klcourse.seeding`, :mod:`klcourse.settings` (the environment variables),

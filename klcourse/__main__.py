@@ -1,4 +1,6 @@
-"""Command line: ``python -m klcourse build …``, ``… sweep …``, ``… compare …`` and ``… doctor``.
+"""The ``klcourse`` command (``python -m klcourse`` is the same): ``build``, ``sweep``, ``compare``,
+``dpo`` and ``doctor`` here, and ``site``, ``bench``, ``regenerate`` and ``seedcheck``, whose command
+lines live in :mod:`klcourse.tools` and are handed the rest of the line.
 
 Every option is checked where it is parsed; a bad option or environment variable, a folder that
 cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.tools.cli`).
@@ -7,6 +9,7 @@ cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing
 import sys
@@ -18,7 +21,19 @@ import torch
 from klcourse.config import PRESETS, Preset, get_preset
 from klcourse.tools import cli
 
-PROG = "python -m klcourse"
+PROG = "klcourse"
+
+#: The subcommands whose command lines live in :mod:`klcourse.tools`: module, entry point, one line of help.
+TOOLS = {
+    "site": ("klcourse.tools.site", "main", "build the course website from the notebooks and check it"),
+    "bench": ("klcourse.tools.bench", "main", "benchmarks that print figures: kl-cost, ppo, stability"),
+    "regenerate": (
+        "klcourse.tools.regenerate",
+        "main",
+        "re-run the notebooks, write their outputs and run times",
+    ),
+    "seedcheck": ("klcourse.tools.seedcheck", "command", "re-run every notebook's assertions on other seeds"),
+}
 
 
 class _Adaptive(argparse.Action):
@@ -69,20 +84,36 @@ def parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
     c.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
+    c.add_argument(
+        "--jobs", type=cli.positive_int, default=1, help="processes sharing this device, as for sweep"
+    )
     c.add_argument("--quiet", action="store_true", help="no progress bars")
+    d = sub.add_parser("dpo", help="notebook 08's runs: TRL's DPO and IPO at several β × seeds, resumable")
+    d.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    d.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
+    d.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser(
         "doctor",
         help="check this set-up (versions, device, cache, Jupyter kernel, widgets, disk); a fix for each "
         "problem",
     )
+    for name, (_, _, summary) in TOOLS.items():
+        tool = sub.add_parser(name, help=f"{summary} (klcourse {name} --help)", add_help=False)
+        tool.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run the chosen command."""
+    """Parse the command line and run the chosen command; a :data:`TOOLS` subcommand gets the rest
+    of the line, and its own parser, errors and exit status."""
+    argv = list(argv if argv is not None else sys.argv[1:])
+    if argv and argv[0] in TOOLS:
+        module, entry, _ = TOOLS[argv[0]]
+        getattr(importlib.import_module(module), entry)(argv[1:])
+        return
     p = parser()
     args = p.parse_args(argv)
-    argv = argv if argv is not None else sys.argv[1:]
     if args.command == "doctor":
         from klcourse.tools import doctor
 
@@ -120,6 +151,9 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], 
     if args.command == "compare":
         _compare(args, argv, preset, where, t0)
         return
+    if args.command == "dpo":
+        _dpo(args, argv, preset, where, t0)
+        return
     _sweep(p, args, argv, preset, where, t0)
 
 
@@ -131,12 +165,32 @@ def _compare(args, argv: list[str], preset: Preset, where: dict, t0: float) -> N
     where["out"] = out
     world = load_world(preset, progress=not args.quiet)
     specs = comparison.trainer_specs(args.beta, list(args.seeds or preset.sweep_seeds), args.episodes)
+    if args.jobs > 1:
+        _run_shares(preset, specs, out, args.jobs, comparison.run_comparison)
     results = comparison.run_comparison(world, specs, out, progress=not args.quiet)
     rows = {
         name: {**r["evaluation"], "kl": r["evaluation"]["kl_sequence"], "seconds": r["seconds"]}
         for name, r in results.items()
     }
     _report(rows, 34, out, t0, argv, preset, len(specs), world)
+
+
+def _dpo(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
+    from klcourse import comparison, dpo
+    from klcourse.world import load_world
+
+    world = load_world(preset, progress=not args.quiet)
+    out = args.out or dpo.default_out_dir(world)
+    where["out"] = out
+    specs = dpo.dpo_specs(
+        list(dpo.DPO_BETAS), list(dpo.IPO_BETAS), list(args.seeds or preset.sweep_seeds), dpo.EPOCHS
+    )
+    results = comparison.run_comparison(world, specs, out, progress=not args.quiet, run=dpo.run_one)
+    rows = {
+        name: {**r["evaluations"][-1], "kl": r["evaluations"][-1]["kl_sequence"], "seconds": r["seconds"]}
+        for name, r in results.items()
+    }
+    _report(rows, 26, out, t0, argv, preset, len(specs), world)
 
 
 def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
@@ -205,14 +259,16 @@ def _report(
         write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
 
 
-def _run_shares(preset: Preset, specs: list, out: Path, jobs: int) -> None:
-    """Run ``specs`` in ``jobs`` processes on this device (:func:`klcourse.sweep.run_share`); on
-    Ctrl-C or a failed process, stop them all (each finished run is already on disk)."""
+def _run_shares(preset: Preset, specs: list, out: Path, jobs: int, runner=None) -> None:
+    """Run ``specs`` in ``jobs`` processes on this device (:func:`klcourse.sweep.run_share`, each
+    calling ``runner``: the sweep's by default); on Ctrl-C or a failed process, stop them all (each
+    finished run is already on disk)."""
     from klcourse import sweep
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     procs = [
-        context.Process(target=sweep.run_share, args=(preset, specs, out, (i, jobs))) for i in range(jobs)
+        context.Process(target=sweep.run_share, args=(preset, specs, out, (i, jobs), runner))
+        for i in range(jobs)
     ]
     try:
         for proc in procs:
@@ -220,7 +276,7 @@ def _run_shares(preset: Preset, specs: list, out: Path, jobs: int) -> None:
         for i, proc in enumerate(procs):
             proc.join()
             if proc.exitcode != 0:
-                raise RuntimeError(f"sweep process {i} of {jobs} failed with exit code {proc.exitcode}")
+                raise RuntimeError(f"process {i} of {jobs} failed with exit code {proc.exitcode}")
     finally:
         for proc in procs:
             if proc.is_alive():

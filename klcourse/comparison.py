@@ -16,9 +16,10 @@ Each final policy is measured by :func:`klcourse.trainers.evaluate` on fresh sam
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -82,7 +83,9 @@ class TrainerSpec:
 def trainer_specs(beta: float, seeds: list[int], episodes: int) -> list[TrainerSpec]:
     """Per seed: PPO and RLOO at ``beta``; GRPO at ``beta`` with TRL 1.16's defaults (the KL
     correction on, group-scaled advantages), with the correction off, with the scaling off; and
-    GRPO at β = 0 (TRL's default β).
+    GRPO at β = 0 (TRL's default β). The pair that isolates the KL correction (GRPO's defaults and
+    the correction off) also runs on as many seeds again, the next ones after the largest: its
+    effect is smaller than the seed-to-seed spread, and three paired seeds did not always resolve it.
 
     Taught in notebook 07.
     """
@@ -96,7 +99,11 @@ def trainer_specs(beta: float, seeds: list[int], episodes: int) -> list[TrainerS
         dict(trainer="grpo", beta=beta, scale_rewards="none"),
         dict(trainer="grpo", beta=0.0),
     ]
-    return [TrainerSpec(seed=s, episodes=episodes, **kw) for s in seeds for kw in per_seed]
+    extra = [max(seeds) + 1 + i for i in range(len(seeds))] if seeds else []
+    correction_pair = [dict(trainer="grpo", beta=beta), dict(trainer="grpo", beta=beta, kl_correction=False)]
+    return [TrainerSpec(seed=s, episodes=episodes, **kw) for s in seeds for kw in per_seed] + [
+        TrainerSpec(seed=s, episodes=episodes, **kw) for s in extra for kw in correction_pair
+    ]
 
 
 def default_out_dir(preset: Preset) -> Path:
@@ -149,17 +156,27 @@ def run_one(world: World, spec: TrainerSpec, path: Path) -> dict:
 
 
 def run_comparison(
-    world: World, specs: list[TrainerSpec], out_dir: Path, reuse: tuple[Path, ...] = (), progress: bool = True
+    world: World,
+    specs: list,
+    out_dir: Path,
+    reuse: tuple[Path, ...] = (),
+    progress: bool = True,
+    run: Callable[[World, Any, Path], dict] = run_one,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict[str, dict]:
     """Every spec's stored run, looked up in the read-only folders ``reuse`` and then in ``out_dir``
-    (it must match the spec, the preset and the world); the runs found nowhere are trained and
-    written to ``out_dir``. Returns the runs by name, in the order of ``specs``.
+    (it must match the spec, the preset and the world); the runs found nowhere are trained by
+    ``run(world, spec, path)`` (:func:`run_one` for a :class:`TrainerSpec`; notebook 08 passes
+    :func:`klcourse.dpo.run_one`) and written to ``out_dir``. Returns the runs by name, in the
+    order of ``specs``. With ``shard = (i, n)`` this process takes specs ``i, i + n, …`` alone
+    (``klcourse compare --jobs n``).
 
-    Taught in notebook 07.
+    Taught in notebooks 07 and 08.
     """
+    specs = specs[shard[0] :: shard[1]]
     remove_partial(out_dir, specs)
     results: dict[str, dict] = {}
-    for spec in tqdm(specs, desc="comparison", disable=not progress):
+    for spec in tqdm(specs, desc="runs", disable=not progress):
         path = out_dir / f"{spec.name}.json"
         stored = next(
             (
@@ -169,7 +186,7 @@ def run_comparison(
             ),
             None,
         )
-        results[spec.name] = stored if stored is not None else run_one(world, spec, path)
+        results[spec.name] = stored if stored is not None else run(world, spec, path)
     return results
 
 
@@ -222,3 +239,28 @@ def separated(table: pd.DataFrame, a: str, b: str, column: str, z: float = 2.0) 
     """
     diff = table.loc[a, column] - table.loc[b, column]
     return bool(abs(diff) > z * float(np.hypot(table.loc[a, f"{column}_se"], table.loc[b, f"{column}_se"])))
+
+
+def paired_difference(results: dict[str, dict], a: str, b: str, column: str) -> tuple[float, float, int]:
+    """Trainer ``a`` minus trainer ``b`` (their :attr:`TrainerSpec.label`) in ``column``, paired by
+    seed: the two runs of a seed start from the same prompts and sampling seed, so their difference
+    ``d_s`` cancels what the seed shares. Returns ``(mean d, SE = std(d)/√n, n)`` over the seeds both
+    ran; ``column`` is an evaluation column or ``forward_over_reverse``.
+
+    Taught in notebook 07.
+    """
+
+    def value(r: dict) -> float:
+        e = r["evaluation"]
+        return e["kl_forward"] / e["kl_sequence"] if column == "forward_over_reverse" else e[column]
+
+    by_seed: dict[str, dict[int, float]] = {a: {}, b: {}}
+    for r in results.values():
+        label = TrainerSpec(**r["spec"]).label
+        if label in by_seed:
+            by_seed[label][r["spec"]["seed"]] = value(r)
+    seeds = sorted(set(by_seed[a]) & set(by_seed[b]))
+    if len(seeds) < 2:
+        raise ValueError(f"a paired difference needs 2 seeds that both {a!r} and {b!r} ran, got {len(seeds)}")
+    d = np.array([by_seed[a][s] - by_seed[b][s] for s in seeds])
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))), len(d)

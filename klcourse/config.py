@@ -24,7 +24,7 @@ class WorldConfig:
     transformers of the same shape. Changing any field changes the artifact cache key, so the
     models are rebuilt.
 
-    Used in notebooks 01–07.
+    Used in notebooks 01–08.
     """
 
     n_embd: int
@@ -51,7 +51,7 @@ class WorldConfig:
 class Preset:
     """Sizes for one scale of the course. Every notebook and CLI reads its sizes from here.
 
-    Used in notebooks 01–07.
+    Used in notebooks 01–08.
     """
 
     name: str
@@ -71,7 +71,7 @@ class Preset:
     ppo_mini_batch_size: int
     ppo_epochs: int
     ppo_lr: float
-    #: β ablation: the grid of β and the seeds of notebook 06 and ``python -m klcourse sweep``.
+    #: β ablation: the grid of β and the seeds of notebook 06 and ``klcourse sweep``.
     sweep_betas: tuple[float, ...]
     sweep_seeds: tuple[int, ...]
     #: The sweep's adaptive-KL run: (initial β, target KL in nats, horizon in episodes).
@@ -180,7 +180,7 @@ PRESETS: dict[str, Preset] = {
 def pick_device() -> torch.device:
     """The first available of CUDA, Apple's MPS and the CPU.
 
-    Used in notebooks 01–07.
+    Used in notebooks 01–08.
     """
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -196,7 +196,7 @@ def get_preset(name: str | None = None, device: torch.device | None = None) -> P
     With ``$KLCOURSE_SEED = s`` the world's seed and the sweep's seeds are shifted by ``s``
     (see :func:`with_seed`).
 
-    Used in notebooks 01–07.
+    Used in notebooks 01–08.
     """
     name = name or env_preset(PRESETS)
     if name is None:
@@ -211,7 +211,7 @@ def with_seed(preset: Preset, seed: int) -> Preset:
     """``preset`` with its world seed and its sweep seeds shifted by ``seed``: the presets are
     written for seed 0, and ``$KLCOURSE_SEED`` picks another.
 
-    Used in notebooks 01–07.
+    Used in notebooks 01–08.
     """
     if seed == 0:
         return preset
@@ -225,6 +225,6 @@ def with_seed(preset: Preset, seed: int) -> Preset:
 def describe(preset: Preset, device: torch.device) -> str:
     """One line that a notebook prints so the reader knows what it ran with.
 
-    Used in notebooks 01–07.
+    Used in notebooks 01–08.
     """
     return f"klcourse: device={device.type}, preset={preset.name}"

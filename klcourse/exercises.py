@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from klcourse.coding import CODING, Feedback, check_function
+from klcourse.coding import Feedback, check_function
+from klcourse.coding_exercises import CODING
 from klcourse.kl import bernoulli_kl, k1, k3, kl_divergence
 
 _POLICY_LP = (-0.5, -1.2, -0.1)
@@ -46,6 +47,10 @@ def _gae_first(lam: float, gamma: float = 1.0) -> float:
     return adv
 
 
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z))
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x - x.max()).sum()) - x.max()
 
@@ -54,7 +59,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 class Exercise:
     """One exercise: its question, how to compute its answer, and the slips worth naming.
 
-    Taught in notebooks 01–07.
+    Taught in notebooks 01–08.
     """
 
     key: str
@@ -421,6 +426,48 @@ EXERCISES: dict[str, Exercise] = {
             hint="The sequence KL is the sum of the per-token KLs (chain rule).",
             slips=(("Multiply by the length: the sum of 40 per-token values.", lambda: 0.05 / 40),),
         ),
+        Exercise(
+            key="08.1",
+            question=(
+                "A pair whose chosen response has log π − log π_ref = 0.3 and whose rejected response has "
+                "log π − log π_ref = −0.2, β = 0.1: its DPO loss, in nats."
+            ),
+            answer=lambda: -math.log(_sigmoid(0.1 * (0.3 - (-0.2)))),
+            hint="−log σ(β·(h_w − h_l)) with σ(z) = 1/(1 + e^(−z)).",
+            slips=(
+                ("β is missing: the margin is multiplied by β.", lambda: -math.log(_sigmoid(0.5))),
+                (
+                    "Chosen and rejected are swapped: the margin is h_w − h_l = 0.3 − (−0.2).",
+                    lambda: -math.log(_sigmoid(-0.05)),
+                ),
+                ("That is σ(β·margin) itself; the loss is −log of it.", lambda: _sigmoid(0.05)),
+            ),
+        ),
+        Exercise(
+            key="08.2",
+            question=(
+                "A DPO policy makes a response twice as likely as the reference does, β = 0.5: its implicit "
+                "reward β·log(π/π_ref), in nats."
+            ),
+            answer=lambda: 0.5 * math.log(2.0),
+            hint="β·log(π/π_ref) with the natural log.",
+            slips=(
+                ("The log is missing: the implicit reward is β·log(π/π_ref).", lambda: 0.5 * 2.0),
+                ("That is in bits; use the natural log.", lambda: 0.5 * math.log2(2.0)),
+                ("β multiplies the log-ratio; it does not divide it.", lambda: math.log(2.0) / 0.5),
+            ),
+        ),
+        Exercise(
+            key="08.3",
+            question=(
+                "PPO maximises the normalised score (r − μ)/σ with σ = 3 and a KL coefficient β = 0.1. "
+                "At what β does DPO, whose reward r is on the reward model's raw scale, solve the same "
+                "objective?"
+            ),
+            answer=lambda: 3 * 0.1,
+            hint="E[(r − μ)/σ] − β·KL = (E[r] − σβ·KL)/σ + const: the raw reward's β is σβ.",
+            slips=(("Multiply by σ, do not divide.", lambda: 0.1 / 3),),
+        ),
     ]
 }
 
@@ -453,14 +500,14 @@ def _as_number(answer: object) -> float | str:
 def check(key: str, answer: object) -> Feedback:
     """Check ``answer`` to exercise ``key``: right means within the exercise's relative tolerance
     (0.1 % unless it says otherwise). A wrong answer that matches a known slip names the slip; any
-    other wrong answer gets the hint. For a coding exercise (:data:`klcourse.coding.CODING`),
+    other wrong answer gets the hint. For a coding exercise (:data:`klcourse.coding_exercises.CODING`),
     ``answer`` is the learner's function and :func:`klcourse.coding.check_function` runs it.
 
     ``None`` means "not answered yet": the feedback repeats the question, without the hint. Any
     other input that is not one number (text, an array, a function, NaN) gets feedback saying so,
     never an exception.
 
-    Taught in notebooks 01–07.
+    Taught in notebooks 01–08.
     """
     if key in CODING:
         return check_function(CODING[key], answer)

@@ -513,11 +513,12 @@ ADAM_EPS = 1e-5
 def adamw(parameters, lr: float) -> torch.optim.AdamW:
     """PPO's optimiser: ``torch.optim.AdamW`` at learning rate ``lr``, ε = :data:`ADAM_EPS`, weight
     decay 0.01 (torch's default) on every parameter, betas (0.9, 0.999); the learning rate stays
-    constant. Notebook 07 gives TRL's trainers the same one.
+    constant. Notebook 07 gives TRL's trainers the same one. ``foreach``: one multi-tensor update
+    instead of a loop over parameters (torch's CPU default), the same numbers in fewer operations.
 
     Taught in notebooks 05 and 07.
     """
-    return torch.optim.AdamW(parameters, lr=lr, eps=ADAM_EPS, weight_decay=0.01)
+    return torch.optim.AdamW(parameters, lr=lr, eps=ADAM_EPS, weight_decay=0.01, foreach=True)
 
 
 def train(world: World, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True) -> PPOResult:

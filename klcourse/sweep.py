@@ -13,7 +13,7 @@ SHA-256 of its content.
 * **Distributed**: under ``accelerate launch`` with several processes (or GPUs), process ``i``
   takes runs ``i, i + n, i + 2n, …``; each run trains on its own device, independently. The
   same split (``shard``) lets several processes share one GPU, which a single run of these small
-  models leaves mostly idle (``python -m klcourse sweep --jobs N``).
+  models leaves mostly idle (``klcourse sweep --jobs N``).
 
 A single run outside a sweep (notebook 05's) is kept with :func:`save_run`: its metrics, config and
 policy checkpoint in a folder. Runs are written here, where runs live, so that :mod:`klcourse.ppo`
@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -114,8 +115,10 @@ def write_result(path: Path, payload: dict) -> None:
 
 
 def provenance(world: World) -> dict:
-    """Where a run ran: device, card (or CPU), library and Python versions, and the version of the
-    world's build code (:data:`klcourse.world.BUILD_VERSION`) that made the models it trained against.
+    """Where a run ran: device, card (or CPU), the CPU kernels torch dispatched to
+    (``torch.backends.cpu.get_cpu_capability()``: ``AVX512``, ``AVX2``, …), library and Python
+    versions, and the version of the world's build code (:data:`klcourse.world.BUILD_VERSION`) that
+    made the models it trained against.
 
     Taught in notebook 06.
     """
@@ -137,6 +140,7 @@ def provenance(world: World) -> dict:
     return {
         "device": str(device),
         "card": card,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "trl": trl.__version__,
@@ -152,6 +156,23 @@ def world_key(world: World) -> dict[str, str]:
     Taught in notebook 06.
     """
     return {name: path.name for name, path in sorted(world.paths.items())}
+
+
+#: What decides a run's floating-point arithmetic: where a stored provenance and this process agree
+#: on all of them, a run trained again reproduces the stored one to rounding, step by step.
+ARITHMETIC = ("device", "card", "cpu_capability", "torch")
+
+
+def same_arithmetic(recorded: dict, world: World) -> bool:
+    """Whether this process computes as the one whose :func:`provenance` is ``recorded`` did: the
+    same :data:`ARITHMETIC` (device, card, CPU kernels, torch build). AVX2 and AVX-512 kernels sum
+    in different orders, so on another machine a run parts from the stored one after a few steps as
+    rounding compounds. A provenance that does not record one of them counts as different.
+
+    Taught in notebook 05.
+    """
+    here = provenance(world)
+    return all(k in recorded and recorded[k] == here[k] for k in ARITHMETIC)
 
 
 def load_result(
@@ -301,15 +322,22 @@ def remove_partial(out_dir: Path, specs: list[RunSpec]) -> None:
             stale.unlink(missing_ok=True)
 
 
-def run_share(preset: Preset, specs: list[RunSpec], out_dir: Path, shard: tuple[int, int]) -> None:
+def run_share(
+    preset: Preset,
+    specs: list,
+    out_dir: Path,
+    shard: tuple[int, int],
+    runner: Callable[..., dict[str, dict]] | None = None,
+) -> None:
     """One of ``n`` processes sharing a device (``shard = (i, n)``): load the world, which must be
     built already, and run specs ``i, i + n, …`` into ``out_dir``, with ``1/n`` of the CPU threads.
+    ``runner`` is :func:`run_sweep` (the default) or :func:`klcourse.comparison.run_comparison`.
 
     Taught in notebook 06.
     """
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // shard[1]))
     world = load_world(preset, progress=False, log=lambda m: None)
-    run_sweep(world, specs, out_dir, progress=False, shard=shard)
+    (runner or run_sweep)(world, specs, out_dir, progress=False, shard=shard)
 
 
 def collect(out_dir: Path) -> dict[str, dict]:

@@ -23,6 +23,7 @@ scoring the same tokens, the KL to the reference both as a per-sequence sum and 
 from __future__ import annotations
 
 import copy
+import math
 import tempfile
 import time
 import warnings
@@ -36,7 +37,9 @@ from transformers import PreTrainedModel, PrinterCallback
 from klcourse.logprobs import per_token_kl, response_logprobs
 from klcourse.ppo import adamw
 from klcourse.sampling import sample, well_formed_rate
+from klcourse.stats import mean_and_se
 from klcourse.world import MAX_RESPONSE_TOKENS, World
+from klcourse.world.annotator import bias_exposure
 from klcourse.world.training import no_checkpointing, unpatched
 
 Algorithm = Literal["rloo", "grpo"]
@@ -157,11 +160,13 @@ def train_trl(
     seed: int = 0,
     kl_correction: bool = True,
     scale_rewards: str = "group",
+    callbacks: list | None = None,
 ) -> TRLRun:
     """Train a copy of the world's SFT model with TRL's RLOO or GRPO against the proxy reward for
     ``episodes`` completions (``episodes / batch`` rounds), printing nothing, with PPO's optimiser
     (:func:`klcourse.ppo.adamw`) at a constant learning rate; ``kl_correction`` and
-    ``scale_rewards`` are GRPO's (:func:`trl_config`).
+    ``scale_rewards`` are GRPO's (:func:`trl_config`); ``callbacks`` are transformers
+    ``TrainerCallback``s (the benchmark's step clock).
 
     Taught in notebook 07.
     """
@@ -191,6 +196,7 @@ def train_trl(
         train_dataset=Dataset.from_dict({"prompt": prompts}),
         processing_class=world.tokenizer,
         optimizers=(adamw(model.parameters(), lr), None),
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
@@ -207,7 +213,9 @@ def train_trl(
 
 
 @torch.no_grad()
-def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0) -> dict[str, float]:
+def evaluate(
+    world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0, detail: bool = False
+) -> dict[str, float]:
     """Proxy score, gold reward, well-formed rate and the KL to the reference of ``n`` fresh samples
     of ``policy``: ``kl_sequence`` is the mean over responses of ``Σ_t k1_t`` (what RLOO and PPO
     penalise), ``kl_token`` the mean of ``k1_t`` over all response tokens (what GRPO's loss
@@ -215,13 +223,19 @@ def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0)
     log π(y_t)]``, from ``n`` samples of the reference (seeded ``seed + 1``): what a forward-KL
     gradient holds down.
 
-    Taught in notebook 07.
+    With ``detail``, also: ``kl_sequence_se`` (its standard error over responses), ``entropy`` (the
+    mean of ``−log π(y|x)`` over the responses, an estimate of the response entropy) with
+    ``entropy_se``, and the share of negated clauses and the modifiers per clause of the well-formed
+    responses (:func:`klcourse.world.annotator.bias_exposure`; NaN if none is well formed).
+
+    Taught in notebooks 07 and 08.
     """
     policy = policy.to(world.device).eval()
     torch.manual_seed(seed)
     rollout = sample(policy, world.tokenizer, world.prompts(n, seed=seed), max_new_tokens=MAX_RESPONSE_TOKENS)
     mask = rollout.response_mask.to(world.device).float()
-    kl = per_token_kl(response_logprobs(policy, rollout), response_logprobs(world.reference, rollout), mask)
+    policy_lp = response_logprobs(policy, rollout)
+    kl = per_token_kl(policy_lp, response_logprobs(world.reference, rollout), mask)
     torch.manual_seed(seed + 1)
     ref_rollout = sample(
         world.reference, world.tokenizer, world.prompts(n, seed=seed + 1), max_new_tokens=MAX_RESPONSE_TOKENS
@@ -230,7 +244,7 @@ def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0)
     forward = per_token_kl(
         response_logprobs(world.reference, ref_rollout), response_logprobs(policy, ref_rollout), ref_mask
     )
-    return {
+    measured = {
         "proxy_score": float(world.score(rollout).mean()),
         "gold_reward": float(world.gold(rollout.texts()).mean()),
         "well_formed": well_formed_rate(rollout, world.grammar),
@@ -239,3 +253,18 @@ def evaluate(world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0)
         "kl_forward": float(forward.sum(1).mean()),
         "tokens_per_response": float(mask.sum(1).mean()),
     }
+    if detail:
+        _, kl_se = mean_and_se(kl.sum(1).double().cpu().numpy())
+        entropy, entropy_se = mean_and_se(-(policy_lp * mask).sum(1).double().cpu().numpy())
+        try:
+            bias = bias_exposure(rollout.texts(), world.grammar)
+        except ValueError:  # no response is well formed: the biases have nothing to read
+            bias = {"negated": math.nan, "modifiers": math.nan}
+        measured |= {
+            "kl_sequence_se": kl_se,
+            "entropy": entropy,
+            "entropy_se": entropy_se,
+            "negated": bias["negated"],
+            "modifiers": bias["modifiers"],
+        }
+    return measured

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,28 +75,29 @@ def test_bad_options(tmp_path):
         (["-m", "klcourse", "sweep", "--jobs", "0"], ["--jobs", "'0'", "positive integer"]),
         (["-m", "klcourse", "compare", "--beta", "0"], ["--beta", "'0'", "> 0"]),
         (["-m", "klcourse", "compare", "--episodes", "0"], ["--episodes", "'0'", "positive integer"]),
+        (["-m", "klcourse", "compare", "--jobs", "0"], ["--jobs", "'0'", "positive integer"]),
         (["-m", "klcourse", "sweep", "--out", str(a_file / "sub")], ["--out", "Not a directory"]),
         (["-m", "klcourse", "sweep", "--out", "/proc/klcourse"], ["--out", "/proc/klcourse"]),
         (["-m", "klcourse", "build", "--preset", "huge"], ["--preset", "'huge'", "laptop"]),
         (["-m", "klcourse", "launch"], ["invalid choice", "build"]),
-        (["-m", "klcourse.tools.bench", "kl-cost", "--batch", "0"], ["--batch", "'0'", "positive integer"]),
-        (["-m", "klcourse.tools.bench", "kl-cost", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda"]),
-        (["-m", "klcourse.tools.bench", "stability", "--settings", "3e-4"], ["--settings", "LRxEPOCHS"]),
-        (["-m", "klcourse.tools.bench", "stability", "--seeds", "-1"], ["--seeds", "'-1'"]),
-        (["-m", "klcourse.tools.bench", "ppo", "--preset", "huge"], ["--preset", "'huge'"]),
+        (["-m", "klcourse", "bench", "kl-cost", "--batch", "0"], ["--batch", "'0'", "positive integer"]),
+        (["-m", "klcourse", "bench", "kl-cost", "--device", "tpu"], ["--device", "'tpu'", "cpu, cuda"]),
+        (["-m", "klcourse", "bench", "stability", "--settings", "3e-4"], ["--settings", "LRxEPOCHS"]),
+        (["-m", "klcourse", "bench", "stability", "--seeds", "-1"], ["--seeds", "'-1'"]),
+        (["-m", "klcourse", "bench", "ppo", "--preset", "huge"], ["--preset", "'huge'"]),
         (
-            ["-m", "klcourse.tools.regenerate", "notebooks/99_missing.ipynb"],
+            ["-m", "klcourse", "regenerate", "notebooks/99_missing.ipynb"],
             ["no such notebook", "99_missing"],
         ),
-        (["-m", "klcourse.tools.regenerate", "README.md"], ["must be a .ipynb notebook", "README.md"]),
-        (["-m", "klcourse.tools.regenerate", "--root", str(tmp_path / "none")], ["--root", "no such folder"]),
-        (["-m", "klcourse.tools.regenerate", "--root", str(tmp_path)], ["--root", "no notebooks found"]),
-        (["-m", "klcourse.tools.seedcheck", "--seeds", "-1"], ["--seeds", "'-1'"]),
-        (["-m", "klcourse.tools.seedcheck"], ["--seeds", "required"]),
+        (["-m", "klcourse", "regenerate", "README.md"], ["must be a .ipynb notebook", "README.md"]),
+        (["-m", "klcourse", "regenerate", "--root", str(tmp_path / "none")], ["--root", "no such folder"]),
+        (["-m", "klcourse", "regenerate", "--root", str(tmp_path)], ["--root", "no notebooks found"]),
+        (["-m", "klcourse", "seedcheck", "--seeds", "-1"], ["--seeds", "'-1'"]),
+        (["-m", "klcourse", "seedcheck"], ["--seeds", "required"]),
     ]
     if not torch.cuda.is_available():
         cases.append(
-            (["-m", "klcourse.tools.bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"])
+            (["-m", "klcourse", "bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"])
         )
     assert_each_one_line([(args, {}, says) for args, says in cases])
     # one of them as a real process, for the exit status the shell sees
@@ -117,7 +119,7 @@ def test_bad_environment_variables(tmp_path):
     commands = [
         ["-m", "klcourse", "build"],
         ["-m", "klcourse", "sweep"],
-        ["-m", "klcourse.tools.regenerate", str(nb)],
+        ["-m", "klcourse", "regenerate", str(nb)],
     ]
     assert_each_one_line([(command, env, says) for command in commands for env, says in BAD_ENVIRONMENT])
     # one of them as a real process, for the exit status the shell sees
@@ -196,13 +198,27 @@ def test_ctrl_c_during_regenerate_leaves_the_notebook_as_it_was(tmp_path):
     nb = tmp_path / "01.ipynb"
     shutil.copy(NOTEBOOK, nb)
     before = nb.read_bytes()
-    proc = _popen(["-m", "klcourse.tools.regenerate", str(nb)], {})
+    proc = _popen(["-m", "klcourse", "regenerate", str(nb)], {})
     started = time.monotonic()
     _, err = _interrupt_when(proc, lambda: time.monotonic() - started > 6)
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
-    assert (
-        "0 notebooks were regenerated" in err
-        and f"To finish: python -m klcourse.tools.regenerate {nb}" in err
-    )
+    assert "0 notebooks were regenerated" in err and f"To finish: klcourse regenerate {nb}" in err
     assert nb.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["01.ipynb"], "no temporary file is left"
+
+
+def test_the_installed_klcourse_script_has_every_readme_command():
+    """The console script `pip install` puts beside this Python: ``--help`` names every command of the
+    README's table, and a bad option is one line and status 2 (the tools' own command lines, reached
+    through it, are checked in one process by ``test_bad_options``)."""
+    script = Path(sys.executable).with_name("klcourse")
+    assert script.exists(), "pyproject's [project.scripts] installs `klcourse`"
+    readme = (ROOT / "README.md").read_text()
+    commands = set(re.findall(r"^\| `klcourse ([a-z-]+)", readme, re.MULTILINE))
+    assert {"build", "sweep", "doctor", "site", "bench", "regenerate", "seedcheck", "compare"} <= commands
+    shown = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert shown.returncode == 0
+    listed = re.search(r"\{([a-z,-]+)\}", shown.stdout).group(1).split(",")
+    assert commands <= set(listed), commands - set(listed)
+    bad = subprocess.run([script, "sweep", "--betas", "-1"], capture_output=True, text=True, cwd=ROOT)
+    assert_one_line(bad, 2, "klcourse sweep", "--betas", "'-1'")

@@ -1,6 +1,6 @@
 """Diversity measures (distinct-n, modal share, entropy), the mean and its standard error, Kish's
 effective sample size, the heat map's outlier-robust colour scale, and the run times written by
-``python -m klcourse.tools.regenerate``."""
+``klcourse regenerate``."""
 
 import json
 import math

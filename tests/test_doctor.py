@@ -1,4 +1,4 @@
-"""``python -m klcourse doctor`` on a healthy set-up and on broken ones: every problem is found, has a
+"""``klcourse doctor`` on a healthy set-up and on broken ones: every problem is found, has a
 one-line fix, and makes the exit status non-zero."""
 
 import json

@@ -43,7 +43,7 @@ def test_readme_layout_names_every_module():
         if path.name == "__init__.py":
             continue
         assert path.name in layout, f"the README's layout does not mention {path.relative_to(ROOT)}"
-    for folder in ("klcourse/world/", "klcourse/tools/"):
+    for folder in ("klcourse/world/", "klcourse/tools/", "klcourse/coding_exercises/"):
         assert folder in layout
 
 

@@ -212,6 +212,19 @@ def test_best_of_n_with_ties_by_hand():
     assert point.value == pytest.approx(0.25 * 6.0 + 0.75 * 2.0)  # tied samples' values are averaged
     assert point.kl == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5))
     assert point.kl < optimal.best_of_n_kl(2)
+    # each sample's weight is its value's p shared by its 2 samples: 1/8, 1/8, 3/8, 3/8
+    assert point.min_ess == pytest.approx(1 / (2 * (1 / 8) ** 2 + 2 * (3 / 8) ** 2))
+
+
+def test_best_of_n_effective_samples():
+    r = np.random.default_rng(5).normal(size=400)
+    assert optimal.best_of_n(r, 1).min_ess == pytest.approx(400)  # best-of-1 is the sample itself
+    sizes = [optimal.best_of_n(r, n).min_ess for n in (1, 4, 16, 64)]
+    assert all(a > b for a, b in zip(sizes, sizes[1:])), "a larger n draws on fewer samples"
+    # for distinct rewards and n ≪ N, 1/Σp² ≈ N(2n − 1)/n²
+    assert sizes[2] == pytest.approx(400 * 31 / 256, rel=0.05)
+    two = optimal.best_of_n(np.concatenate([r, r[:100]]), 4, groups=np.repeat([0, 1], [400, 100]))
+    assert two.min_ess == pytest.approx(optimal.best_of_n(r[:100], 4).min_ess), "the smaller prompt's"
 
 
 def test_best_of_n_without_ties_reaches_the_bound():
@@ -271,3 +284,51 @@ def test_explained_variance_by_hand():
     # half the deviation from the mean predicted: 1 − (1/4) = 0.75
     assert explained_variance(3.5 + (returns - 3.5) / 2, returns, mask) == pytest.approx(0.75)
     assert math.isnan(explained_variance(returns, torch.ones_like(returns), mask))
+
+
+def test_split_half_errors_match_the_bias_and_spread_of_repeated_estimates():
+    """snis_split_error, from one sample, against the actual bias and standard error over 400 samples."""
+    refs, rewards = _two_prompt_world()
+    beta, n = 0.4, 150  # few samples per prompt and a tight β: a bias well above rounding
+    exact_kl = sum(
+        0.5 * float((pi * np.log(pi / ref)).sum())
+        for ref, rew in zip(refs, rewards)
+        for pi in [optimal.optimal_policy(ref, rew, beta)]
+    )
+    rng = np.random.default_rng(7)
+    estimates, biases, ses = [], [], []
+    groups = np.repeat([0, 1], n)
+    for rep in range(400):
+        r = np.concatenate([rewards[g][rng.choice(20, size=n, p=refs[g])] for g in (0, 1)])
+        estimates.append(optimal.snis_frontier(r, [beta], groups=groups)[0].kl)
+        error = optimal.snis_split_error(r, [beta], groups=groups, seed=rep)[0]
+        biases.append(error.kl_bias)
+        ses.append(error.kl_se)
+    actual_bias, actual_se = np.mean(estimates) - exact_kl, np.std(estimates)
+    assert actual_bias < -0.02, "the setting has a bias to find"
+    # first-order extrapolation: the right sign, never much smaller, at most a few times larger (conservative)
+    assert 0.8 * actual_bias > np.mean(biases) > 3 * actual_bias
+    assert np.mean(ses) == pytest.approx(actual_se, rel=0.2)
+
+
+def test_trusted_frontier_stops_at_the_first_point_that_fails_the_rule():
+    refs, rewards = _two_prompt_world()
+    rng = np.random.default_rng(8)
+    r = np.concatenate([rewards[g][rng.choice(20, size=2000, p=refs[g])] for g in (0, 1)])
+    groups = np.repeat([0, 1], 2000)
+    betas = list(np.logspace(1, -2, 13))
+    trusted, errors, rest = optimal.trusted_frontier(r, betas, groups=groups)
+    assert 0 < len(trusted) < len(betas) and len(errors) == len(trusted)
+    assert [p.beta for p in trusted + rest] == pytest.approx(betas)
+    assert all(p.min_ess >= optimal.MIN_ESS for p in trusted)
+    assert all(abs(e.kl_bias) <= optimal.MAX_KL_BIAS for e in errors)
+    failed = optimal.snis_split_error(r, [rest[0].beta], groups=groups)[0]
+    assert (
+        rest[0].min_ess < optimal.MIN_ESS
+        or abs(failed.kl_bias) > optimal.MAX_KL_BIAS
+        or abs(failed.value_bias) > optimal.MAX_VALUE_BIAS
+    )
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        optimal.snis_split_error(np.array([0.0, 1.0, 2.0]), [1.0], groups=np.array([0, 0, 1]))
+    with pytest.raises(ValueError, match="splits must be at least 1"):
+        optimal.snis_split_error(r, [1.0], groups=groups, splits=0)

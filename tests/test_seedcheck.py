@@ -1,4 +1,4 @@
-"""``python -m klcourse.tools.seedcheck`` runs notebooks under each seed and reports what broke."""
+"""``klcourse seedcheck`` runs notebooks under each seed and reports what broke."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The course website, built by ``python -m klcourse.tools.site`` and read in headless Chromium.
+"""The course website, built by ``klcourse site`` and read in headless Chromium.
 
 The test builds the site from the committed notebooks, serves it on the loopback address and crawls
 it from the landing page, following every internal link. On every page it waits for MathJax and

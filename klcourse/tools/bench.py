@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``python -m klcourse.tools.bench kl-cost``, ``… ppo`` and ``… stability``.
+"""Benchmarks that print figures: ``klcourse bench kl-cost``, ``… ppo`` and ``… stability``.
 
 ``stability`` trains PPO at several update sizes (learning rate × epochs over each batch), βs and
 seeds, and counts the runs that spike: whose KL to the reference rises by more than
@@ -23,7 +23,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -32,10 +32,13 @@ from klcourse.config import PRESETS
 from klcourse.logprobs import exact_per_token_kl, gather_logprobs
 from klcourse.tools import cli
 
+PROG = "klcourse bench"
+
 #: A run "spikes" when its KL to the reference rises by more than this many nats in one step.
 SPIKE_NATS = 3.0
 
 if TYPE_CHECKING:
+    from klcourse.ppo import PPOConfig
     from klcourse.world import World
 
 GPT2_VOCAB = 50_257
@@ -126,11 +129,10 @@ def kl_cost(
 
 @dataclass(frozen=True)
 class Throughput:
-    """Episodes and response tokens per second of a training run, excluding its first step."""
+    """Episodes per second of a training run, excluding its first step."""
 
     name: str
     episodes: int
-    tokens: int
     seconds: float
 
     @property
@@ -138,50 +140,33 @@ class Throughput:
         """Completed episodes (prompt → response → update) per second."""
         return self.episodes / self.seconds
 
-    @property
-    def tokens_per_s(self) -> float:
-        """Response tokens trained on per second."""
-        return self.tokens / self.seconds
+
+def ppo_throughput(world: World, config: PPOConfig, steps: int) -> tuple[Throughput, dict[str, float]]:
+    """klcourse PPO at ``config`` for ``steps`` measured steps after one warm-up step: the
+    throughput over the measured steps' wall time (metrics included), and each phase's share of it
+    (:class:`klcourse.timing.Laps`: generate, policy, reference, score, kl, update; ``other`` is the
+    per-step metrics)."""
+    from klcourse.ppo import train
+
+    m = train(world, replace(config, steps=steps + 1), progress=False, data_parallel=False).metrics
+    wall = float(m.seconds.iloc[-1] - m.seconds.iloc[0])
+    measured = m.iloc[1:]
+    shares = {
+        c.removeprefix("time_"): float(measured[c].sum()) / wall for c in m.columns if c.startswith("time_")
+    }
+    shares["other"] = 1.0 - sum(shares.values())
+    return Throughput("klcourse PPO", steps * config.batch_size, wall), shares
 
 
-def ppo_throughput(
-    world: World, batch: int, mini_batch: int, epochs: int, steps: int
-) -> tuple[Throughput, float, float]:
-    """klcourse PPO at the given sizes; returns throughput (first step excluded as warm-up), the
-    share of step time spent on the KL arithmetic, and the share including the reference's
-    forward pass."""
-    from klcourse.ppo import PPOConfig, train
-
-    cfg = PPOConfig(
-        beta=0.05, batch_size=batch, mini_batch_size=mini_batch, ppo_epochs=epochs, steps=steps + 1
-    )
-    m = train(world, cfg, progress=False).metrics.iloc[1:]
-    phases = [c for c in m.columns if c.startswith("time_")]
-    total = m[phases].to_numpy().sum()
-    kl_share = m["time_kl"].sum() / total
-    with_reference = (m["time_kl"].sum() + m["time_reference"].sum()) / total
-    tokens = int(round(m["response_length"].sum() * batch))
-    return (
-        Throughput("klcourse PPO", steps * batch, tokens, float(total)),
-        float(kl_share),
-        float(with_reference),
-    )
-
-
-def rloo_throughput(
-    world: World, batch: int, mini_batch: int, epochs: int, steps: int, generations: int = 4
-) -> Throughput:
-    """TRL's ``RLOOTrainer`` on the same world, model, batch, response length and update epochs:
-    ``batch`` completions per generation round (``batch / generations`` prompts), split into
-    minibatches of ``mini_batch`` and reused for ``epochs`` iterations; β = 0.05, k1 in the reward.
-    """
-    import copy
-
-    from datasets import Dataset
+def rloo_throughput(world: World, config: PPOConfig, steps: int, generations: int = 4) -> Throughput:
+    """TRL's ``RLOOTrainer`` (:func:`klcourse.trainers.train_trl`) matched to ``config``: the same
+    world, model, β, learning rate and optimiser, ``config.batch_size`` completions per generation
+    round (``batch / generations`` prompts), minibatches of ``config.mini_batch_size`` reused for
+    ``config.ppo_epochs`` iterations, the same response length limit; ``steps`` measured rounds
+    after one warm-up round, timed between the optimiser steps that end them."""
     from transformers import TrainerCallback
-    from trl import RLOOTrainer
 
-    from klcourse.trainers import proxy_reward_function, trl_config
+    from klcourse.trainers import train_trl
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -190,36 +175,106 @@ def rloo_throughput(
         def on_step_end(self, args, state, control, **kwargs):
             self.marks.append(time.perf_counter())
 
-    rounds = steps + 1
-    per_round = batch // mini_batch  # optimizer steps per generation round per iteration
-    args = trl_config(
-        "rloo",
-        beta=0.05,
-        rounds=rounds,
-        batch=batch,
-        mini_batch=mini_batch,
-        epochs=epochs,
-        lr=3e-4,
-        generations=generations,
-        seed=0,
-    )
-    prompts = world.prompts(rounds * batch // generations * 2, seed=123)
     clock = StepClock()
-    trainer = RLOOTrainer(
-        model=copy.deepcopy(world.reference).requires_grad_(True),  # the world's models come frozen
-        reward_funcs=proxy_reward_function(world),
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": prompts}),
-        processing_class=world.tokenizer,
+    train_trl(
+        world,
+        "rloo",
+        beta=config.beta,
+        episodes=(steps + 1) * config.batch_size,
+        batch=config.batch_size,
+        mini_batch=config.mini_batch_size,
+        epochs=config.ppo_epochs,
+        lr=config.lr,
+        generations=generations,
+        seed=config.seed,
         callbacks=[clock],
     )
-    trainer.train()
-    steps_per_round = per_round * epochs
-    first_round_end = clock.marks[steps_per_round - 1]
-    seconds = clock.marks[-1] - first_round_end
-    logged = [h for h in trainer.state.log_history if "completions/mean_length" in h]
-    tokens = int(batch * steps * float(logged[-1]["completions/mean_length"]))
-    return Throughput("TRL RLOOTrainer", steps * batch, tokens, seconds)
+    per_round = config.batch_size // config.mini_batch_size * config.ppo_epochs  # optimiser steps
+    seconds = clock.marks[-1] - clock.marks[per_round - 1]
+    return Throughput("TRL RLOOTrainer", steps * config.batch_size, seconds)
+
+
+def trl_ppo_throughput(python: str, preset: str, steps: int, threads: int | None) -> Throughput:
+    """TRL 1.12's ``PPOTrainer`` at the preset's PPO sizes, run by :mod:`klcourse.tools.bench_trl_ppo`
+    in the environment of the interpreter ``python`` (TRL 1.12 beside the course's own TRL)."""
+    import json
+    import os
+    import subprocess
+
+    command = [python, "-m", "klcourse.tools.bench_trl_ppo", "--preset", preset, "--steps", str(steps)]
+    if threads is not None:
+        command += ["--threads", str(threads)]
+    env = os.environ | {"TRL_EXPERIMENTAL_SILENCE": "1", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{python} -m klcourse.tools.bench_trl_ppo failed: {tail[0]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return Throughput("TRL 1.12 PPOTrainer", result["episodes"], result["seconds"])
+
+
+def _median_rate(runs: list[Throughput]) -> float:
+    return statistics.median(t.episodes_per_s for t in runs)
+
+
+@dataclass(frozen=True)
+class ThroughputComparison:
+    """PPO, RLOO (and TRL 1.12's PPO, if measured) run in turn: each repeat's :class:`Throughput`
+    per side, and PPO's phase shares in each repeat."""
+
+    ppo: list[Throughput]
+    rloo: list[Throughput]
+    ppo_shares: list[dict[str, float]]
+    trl_ppo: list[Throughput]
+
+    @property
+    def ratio(self) -> float:
+        """Median PPO episodes/s over median RLOO episodes/s."""
+        return _median_rate(self.ppo) / _median_rate(self.rloo)
+
+    @property
+    def ratio_trl_ppo(self) -> float:
+        """Median PPO episodes/s over median TRL 1.12 PPOTrainer episodes/s (NaN if not measured)."""
+        return _median_rate(self.ppo) / _median_rate(self.trl_ppo) if self.trl_ppo else float("nan")
+
+    def report(self) -> str:
+        """Median and min–max per side, the ratio of medians, and PPO's median share per phase."""
+
+        def line(runs: list[Throughput]) -> str:
+            rates = [t.episodes_per_s for t in runs]
+            return (
+                f"  {runs[0].name:20s} {statistics.median(rates):7.1f} episodes/s "
+                f"(min {min(rates):.1f}, max {max(rates):.1f})"
+            )
+
+        phases = self.ppo_shares[0].keys()
+        shares = ", ".join(f"{k} {statistics.median(s[k] for s in self.ppo_shares):.0%}" for k in phases)
+        lines = [line(self.ppo), line(self.rloo)] + ([line(self.trl_ppo)] if self.trl_ppo else [])
+        lines.append(f"  ratio of medians, PPO / RLOO: {self.ratio:.2f} episodes/s")
+        if self.trl_ppo:
+            lines.append(f"  ratio of medians, PPO / TRL 1.12 PPO: {self.ratio_trl_ppo:.2f} episodes/s")
+        lines.append(f"  PPO's step time by phase (median over repeats): {shares}")
+        return "\n".join(lines)
+
+
+def compare_throughput(
+    world: World, config: PPOConfig, steps: int, repeats: int, trl_ppo_python: str | None = None
+) -> ThroughputComparison:
+    """One warm-up run of each side (2 steps, discarded), then ``repeats`` rounds that run PPO and
+    RLOO (and TRL 1.12's PPO in ``trl_ppo_python``'s environment, if given) in turn, each for
+    ``steps`` measured steps, so that a slow spell of the machine hits every side."""
+    threads = torch.get_num_threads()
+    ppo_throughput(world, config, 1)
+    rloo_throughput(world, config, 1)
+    ppo, rloo, shares, trl_ppo = [], [], [], []
+    for _ in range(repeats):
+        t, share = ppo_throughput(world, config, steps)
+        ppo.append(t)
+        shares.append(share)
+        rloo.append(rloo_throughput(world, config, steps))
+        if trl_ppo_python is not None:
+            trl_ppo.append(trl_ppo_throughput(trl_ppo_python, world.preset.name, steps, threads))
+    return ThroughputComparison(ppo, rloo, shares, trl_ppo)
 
 
 def update_stability(
@@ -259,7 +314,7 @@ def update_stability(
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point; bad options and Ctrl-C end in one line (:func:`klcourse.tools.cli.run`)."""
-    parser = cli.Parser(prog="python -m klcourse.tools.bench")
+    parser = cli.Parser(prog=PROG)
     sub = parser.add_subparsers(dest="benchmark", required=True)
     k = sub.add_parser("kl-cost", help="full-vocabulary vs sampled-token KL: time and memory")
     k.add_argument("--vocab", type=cli.positive_int, default=GPT2_VOCAB)
@@ -267,12 +322,18 @@ def main(argv: list[str] | None = None) -> None:
     k.add_argument("--seq-len", type=cli.positive_int, default=64)
     k.add_argument("--repeats", type=cli.positive_int, default=5)
     k.add_argument("--device", type=cli.device, default=None, help="default: cuda if available, else cpu")
-    p = sub.add_parser("ppo", help="klcourse PPO vs TRL's RLOOTrainer: episodes/s, tokens/s, KL share")
+    p = sub.add_parser("ppo", help="klcourse PPO vs TRL's RLOOTrainer: episodes/s, alternating repeats")
     p.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
-    p.add_argument("--batch", type=cli.positive_int, default=64)
-    p.add_argument("--mini-batch", type=cli.positive_int, default=16)
-    p.add_argument("--epochs", type=cli.positive_int, default=4)
-    p.add_argument("--steps", type=cli.positive_int, default=10, help="measured steps (plus one warm-up)")
+    p.add_argument(
+        "--steps", type=cli.positive_int, default=20, help="measured steps per repeat (plus one warm-up)"
+    )
+    p.add_argument("--repeats", type=cli.positive_int, default=5, help="alternating repeats of each side")
+    p.add_argument("--threads", type=cli.positive_int, help="torch threads for every side (default: torch's)")
+    p.add_argument(
+        "--trl-ppo-python",
+        help="the Python of an environment with TRL 1.12, to measure its PPOTrainer too "
+        "(how to make one: klcourse/tools/bench_trl_ppo.py)",
+    )
     st = sub.add_parser("stability", help="PPO spikes vs update size (learning rate × epochs)")
     st.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     st.add_argument(
@@ -301,6 +362,7 @@ def _run(args: argparse.Namespace) -> None:
     from klcourse.world import load_world
 
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # TRL loads its reference model with a bar
     world = load_world(args.preset, progress=False)
     if args.benchmark == "stability":
         from klcourse.sweep import provenance
@@ -327,23 +389,24 @@ def _run(args: argparse.Namespace) -> None:
             f"{info['card']}; torch {info['torch']}, transformers {info['transformers']}"
         )
         return
+    from klcourse.ppo import config_for
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = config_for(world.preset, beta=0.05)
     print(
-        f"device: {world.device}, preset: {world.preset.name}, batch {args.batch}, minibatch "
-        f"{args.mini_batch}, {args.epochs} epochs, {args.steps} measured steps"
-    )
-    ppo, kl_share, with_ref = ppo_throughput(world, args.batch, args.mini_batch, args.epochs, args.steps)
-    rloo = rloo_throughput(world, args.batch, args.mini_batch, args.epochs, args.steps)
-    for t in (ppo, rloo):
-        rate = f"{t.episodes_per_s:7.1f} episodes/s {t.tokens_per_s:8.1f} tokens/s"
-        print(f"  {t.name:16s} {rate} ({t.seconds:.1f} s)")
-    print(
-        f"  ratio PPO / RLOO: {ppo.episodes_per_s / rloo.episodes_per_s:.2f} (episodes/s), "
-        f"{ppo.tokens_per_s / rloo.tokens_per_s:.2f} (tokens/s)"
+        f"device: {world.device}, preset: {world.preset.name}, {torch.get_num_threads()} torch threads; "
+        f"batch {config.batch_size}, minibatch {config.mini_batch_size}, {config.ppo_epochs} epochs, "
+        f"at most {config.max_new_tokens} response tokens, β = {config.beta}, lr {config.lr:g}; "
+        f"{args.repeats} alternating repeats of {args.steps} measured steps each, after a warm-up"
     )
     print(
-        f"  share of a PPO step computing KL: {kl_share:.2%} (the KL arithmetic); "
-        f"{with_ref:.1%} including the reference's forward pass"
+        "  per episode, PPO: sample; policy+value, reference and reward forward; policy+value forward and "
+        "backward per epoch.\n  RLOO: sample; policy (old log-probs), reference and reward forward; policy "
+        "forward and backward per epoch.\n  TRL 1.12 PPO (if measured): as PPO, its old log-probs taken from "
+        "the sampler's logits."
     )
+    print(compare_throughput(world, config, args.steps, args.repeats, args.trl_ppo_python).report())
 
 
 if __name__ == "__main__":

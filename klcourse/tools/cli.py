@@ -19,6 +19,7 @@ from typing import NoReturn
 import torch
 
 from klcourse.settings import SettingError, folder_problem
+from klcourse.tools import interrupt
 
 #: Exit status after Ctrl-C: 128 + SIGINT, as shells report it.
 INTERRUPTED = 130
@@ -118,12 +119,15 @@ def run(main: Callable[[], int | None], prog: str, interrupted: Callable[[], str
 
     * a :class:`~klcourse.settings.SettingError` (a bad environment variable or value) → exit 2;
     * a file that cannot be written (disk full, no permission, read-only) → exit 1;
-    * Ctrl-C → ``interrupted()`` (what was kept and how to resume) → exit 130.
+    * Ctrl-C → ``interrupted()`` (what was kept and how to resume) → exit 130, also when a library
+      swallowed the ``KeyboardInterrupt`` (:mod:`klcourse.tools.interrupt`).
 
     Any other exception is a bug and keeps its traceback.
     """
+    interrupt.install()
     try:
         status = main()
+        interrupt.check()
     except SettingError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)

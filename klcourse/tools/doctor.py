@@ -1,4 +1,4 @@
-"""``python -m klcourse doctor``: is this set-up ready for the course, and if not, what to run.
+"""``klcourse doctor``: is this set-up ready for the course, and if not, what to run.
 
 Each check prints one line: ``ok``, ``todo`` (the course still works, but something will be slow or
 missing, e.g. a world not built yet) or ``FAIL`` (something will break), and every ``todo`` or
@@ -161,12 +161,12 @@ def check_cache(preset) -> list[Check]:
         folder = artifact_folder(name, config, root)
         needed.add(folder.name)
         if not folder.exists():
-            state, fix = "missing", "python -m klcourse build  (else the first notebook that needs it will)"
+            state, fix = "missing", "klcourse build  (else the first notebook that needs it will)"
         elif (problem := verify(folder, config)) is None:
             checks.append(_ok(f"  {name}", f"verified  {folder.name}"))
             continue
         else:
-            state, fix = f"stale ({problem})", "python -m klcourse build  (rebuilds it)"
+            state, fix = f"stale ({problem})", "klcourse build  (rebuilds it)"
         checks.append(Check("todo", f"  {name}", f"{state}  {folder.name}", fix))
     others = {
         artifact_folder(name, config, root).name

@@ -29,8 +29,9 @@ class Session:
         return time.perf_counter() - self.started
 
     def report(self) -> str:
-        """The closing line: how long the notebook took, on which device and preset."""
-        return f"ran in {self.elapsed():.1f} s ({describe(self.preset, self.device)})"
+        """The closing line: how long the notebook took since :func:`start` (so without the kernel's
+        start and the imports before it), on which device and preset."""
+        return f"ran in {self.elapsed():.1f} s since notebook.start() ({describe(self.preset, self.device)})"
 
 
 def start(seed: int | None = None, preset: str | None = None) -> Session:

@@ -1,4 +1,4 @@
-"""Regenerate the committed notebook outputs: ``python -m klcourse.tools.regenerate``.
+"""Regenerate the committed notebook outputs: ``klcourse regenerate``.
 
 Runs every notebook (``notebooks/NN_*.ipynb`` in order, then ``notebooks/solutions/``) in a
 fresh kernel, top to bottom, on the ``laptop`` preset unless ``KLCOURSE_PRESET`` says otherwise,
@@ -30,7 +30,7 @@ from klcourse.settings import PRESET_ENV, check_environment
 from klcourse.tools import cli
 from klcourse.world.artifacts import write_atomic
 
-PROG = "python -m klcourse.tools.regenerate"
+PROG = "klcourse regenerate"
 #: Each notebook's last measured wall time, in seconds, by file name: the one source of the run times.
 RUNTIMES = "runtimes.json"
 _RUN_TIME_LINE = re.compile(r"^\*\*Run time\*\*.*$", re.MULTILINE)

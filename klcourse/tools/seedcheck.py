@@ -1,4 +1,4 @@
-"""Re-run every notebook's assertions on other seeds: ``python -m klcourse.tools.seedcheck --seeds 1 2 3``.
+"""Re-run every notebook's assertions on other seeds: ``klcourse seedcheck --seeds 1 2 3``.
 
 An assertion cell in a notebook claims a conclusion ("KL falls as β rises", "π*'s gold reward
 peaks and falls"), with margins meant to hold for any seed. This command checks that claim: for each
@@ -18,7 +18,7 @@ from klcourse.settings import SEED_ENV
 from klcourse.tools import cli
 from klcourse.tools.regenerate import chosen_notebooks, notebook_parser, prepare_environment, run_notebook
 
-PROG = "python -m klcourse.tools.seedcheck"
+PROG = "klcourse seedcheck"
 
 
 def _failure(error: CellExecutionError) -> str:
@@ -57,5 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def command(argv: list[str] | None = None) -> None:
+    """The command line: :func:`main`, with one-line errors and exit statuses (:func:`.cli.run`)."""
+    cli.run(lambda: main(argv), PROG, lambda: "seedcheck writes no notebook; run it again to check")
+
+
 if __name__ == "__main__":
-    cli.run(main, PROG, lambda: "seedcheck writes no notebook; run it again to check")
+    command()

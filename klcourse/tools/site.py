@@ -1,9 +1,9 @@
-"""The course website: ``python -m klcourse.tools.site [--out build/site]``.
+"""The course website: ``klcourse site [--out build/site]``.
 
 Builds a static HTML book of every notebook with its committed outputs — nothing is re-executed —
 with Sphinx, MyST-NB and the Sphinx Book Theme (the ``site`` extra). The landing page is made from
 the README's own sections (what the course teaches, how to set it up, the course map with the
-run times that ``python -m klcourse.tools.regenerate`` measured), so each of those has one home.
+run times that ``klcourse regenerate`` measured), so each of those has one home.
 Navigation follows the course order: the notebooks, the glossary, then the solutions.
 
 The site works offline: math is typeset by the MathJax that ``jupyter-server-mathjax`` ships,
@@ -27,7 +27,7 @@ import nbformat
 from klcourse.tools import cli
 from klcourse.tools.regenerate import notebook_paths
 
-PROG = "python -m klcourse.tools.site"
+PROG = "klcourse site"
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the site goes unless ``--out`` says otherwise (``build/`` is not committed).
 DEFAULT_OUT = ROOT / "build" / "site"

@@ -58,3 +58,19 @@ def annotator_rating(text: str | Sequence[str], grammar: Grammar = REVIEWS) -> f
     if parse is None:
         raise ValueError(f"the annotator only rates well-formed reviews, got {text!r}")
     return sum(clause_rating(c) for c in parse.clauses) / len(parse.clauses)
+
+
+def bias_exposure(texts: Sequence[str], grammar: Grammar = REVIEWS) -> dict[str, float]:
+    """What the annotator's two biases pay for, over the clauses of the well-formed reviews among
+    ``texts``: ``negated`` (the share of clauses with a "not", which the annotator does not read) and
+    ``modifiers`` (modifiers per clause, each worth :data:`VERBOSITY_BONUS` to it); ``clauses``
+    counts them. Raises ``ValueError`` if no text is well formed.
+
+    Taught in notebook 08.
+    """
+    clauses = [c for t in texts if (parse := grammar.parse(t)) is not None for c in parse.clauses]
+    if not clauses:
+        raise ValueError("bias_exposure needs at least one well-formed review")
+    negated = sum(c.negated for c in clauses)
+    modifiers = sum(int(c.negated) + int(c.intensifier is not None) for c in clauses)
+    return {"negated": negated / len(clauses), "modifiers": modifiers / len(clauses), "clauses": len(clauses)}

@@ -66,7 +66,7 @@ def config_key(config: dict[str, Any]) -> str:
 def artifact_folder(name: str, config: dict[str, Any], root: Path | None = None) -> Path:
     """Where artifact ``name`` built from ``config`` lives: ``<root>/<name>-<config_key(config)>``.
 
-    Used in notebooks 03–07. (:func:`get_or_build` reads it; so does ``python -m klcourse doctor``.)
+    Used in notebooks 03–07. (:func:`get_or_build` reads it; so does ``klcourse doctor``.)
     """
     return (root or cache_root()) / f"{name}-{config_key(config)}"
 

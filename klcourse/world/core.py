@@ -11,7 +11,7 @@ every model):
 * ``drifted`` — the SFT model fine-tuned on positive reviews only: a policy that has drifted from
   the reference, for notebook 03's per-token KL before PPO exists.
 
-``python -m klcourse build`` builds them all with progress bars; :func:`load_world` builds what
+``klcourse build`` builds them all with progress bars; :func:`load_world` builds what
 is missing and loads the rest. Models from the hub or any local folder load through
 :mod:`klcourse.world.loading` the same way.
 """
@@ -121,7 +121,7 @@ def artifact_configs(
     ``version`` is the build code's :data:`BUILD_VERSION` (an older one names the folders that
     older code made, for checking what a committed result was made from).
 
-    Used in notebooks 03–07. (:func:`build` reads it; so does ``python -m klcourse doctor``.)
+    Used in notebooks 03–07. (:func:`build` reads it; so does ``klcourse doctor``.)
     """
     w = asdict(preset.world)
     shape = {k: w[k] for k in ("n_embd", "n_layer", "n_head", "n_positions", "seed")}
@@ -171,13 +171,17 @@ def build(
 
     Taught in notebook 03.
     """
-    with _library_bars_off():
+    with library_bars_off():
         return _build(preset, grammar, force, progress, root, log)
 
 
 @contextmanager
-def _library_bars_off() -> Iterator[None]:
-    """``datasets``' and ``transformers``' progress bars off for the duration, then as they were."""
+def library_bars_off() -> Iterator[None]:
+    """``datasets``' and ``transformers``' progress bars off for the duration, then as they were.
+
+    The world's build and TRL's ``DPOTrainer`` (which maps its dataset) run under it.
+    Used in notebooks 03 and 08.
+    """
     was = datasets.is_progress_bar_enabled(), transformers.logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     transformers.logging.disable_progress_bar()
@@ -230,7 +234,7 @@ def _build(
     def reward_build(folder: Path) -> None:
         log(f"reward: training on {cfg.rm_pairs:,} preference pairs of well-formed reviews")
         t0 = time.perf_counter()
-        chosen, rejected = training.preference_pairs(grammar, cfg.rm_pairs, seed=cfg.seed + 1)
+        chosen, rejected = training.reward_model_pairs(grammar, cfg)
         model = training.train_reward_model(
             training.new_reward_model(tok, cfg),
             tok,
@@ -246,7 +250,8 @@ def _build(
         # β has the same meaning whatever scale the reward model's head happened to learn. They are
         # scored the way World.score scores a rollout, so that the normalisation holds for it.
         ref_samples = normalisation_rollout(load_causal_lm(paths["sft"]), tok, grammar, cfg.seed)
-        raw = sequence_scores(model, ref_samples.input_ids, ref_samples.attention_mask)
+        on = next(model.parameters()).device  # the trainer may have moved it to the GPU
+        raw = sequence_scores(model, ref_samples.input_ids.to(on), ref_samples.attention_mask.to(on))
         log(f"reward: trained in {seconds:.1f} s; ranks {acc:.1%} of 2,000 held-out pairs like the annotator")
         info = {
             "train_seconds": seconds,
@@ -324,7 +329,7 @@ def load_world(
     device = device or pick_device()
     preset = preset if isinstance(preset, Preset) else get_preset(preset, device)
     paths = build(preset, progress=progress, root=root, log=log)
-    with _library_bars_off():  # transformers' "Loading weights" bars
+    with library_bars_off():  # transformers' "Loading weights" bars
         models = {
             "reference": load_causal_lm(paths["sft"]),
             "reward_model": load_reward_model(paths["reward"]),

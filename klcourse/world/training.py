@@ -32,6 +32,7 @@ from trl import RewardConfig, RewardTrainer, SFTConfig, SFTTrainer
 
 from klcourse.config import WorldConfig
 from klcourse.padding import sequence_scores
+from klcourse.tools import interrupt
 from klcourse.world.annotator import ANNOTATOR_NOISE, annotator_rating
 from klcourse.world.grammar import Grammar
 
@@ -141,6 +142,17 @@ class _Progress(TrainerCallback):
         self.bar.close()
 
 
+class _StopOnCtrlC(TrainerCallback):
+    """Stop at the next step after a Ctrl-C that a library swallowed (:mod:`klcourse.tools.interrupt`);
+    the trainers map their datasets, where datasets catches it, before training begins."""
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        interrupt.check()
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        interrupt.check()
+
+
 def _fit(trainer: Trainer, desc: str, progress: bool) -> PreTrainedModel:
     """Train, showing nothing but the course's progress bar (if ``progress``), and return the model
     in eval mode as plain ``transformers`` code.
@@ -150,6 +162,7 @@ def _fit(trainer: Trainer, desc: str, progress: bool) -> PreTrainedModel:
     undone here (:func:`unpatched`).
     """
     trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_StopOnCtrlC)
     if progress:
         trainer.add_callback(_Progress(desc))
     trainer.train()
@@ -221,6 +234,15 @@ def preference_pairs(
         chosen.append(" ".join(a))
         rejected.append(" ".join(b))
     return chosen, rejected
+
+
+def reward_model_pairs(grammar: Grammar, cfg: WorldConfig) -> tuple[list[str], list[str]]:
+    """The ``cfg.rm_pairs`` annotated pairs ``(chosen, rejected)`` the world's reward model learns
+    from (:func:`preference_pairs`, seeded ``cfg.seed + 1``); notebook 08's DPO trains on the same.
+
+    Taught in notebooks 03 and 08.
+    """
+    return preference_pairs(grammar, cfg.rm_pairs, seed=cfg.seed + 1)
 
 
 def train_reward_model(
