@@ -165,14 +165,24 @@ ARITHMETIC = ("device", "card", "cpu_capability", "torch")
 
 def same_arithmetic(recorded: dict, world: World) -> bool:
     """Whether this process computes as the one whose :func:`provenance` is ``recorded`` did: the
-    same :data:`ARITHMETIC` (device, card, CPU kernels, torch build). AVX2 and AVX-512 kernels sum
-    in different orders, so on another machine a run parts from the stored one after a few steps as
-    rounding compounds. A provenance that does not record one of them counts as different.
+    same :data:`ARITHMETIC` (device, card, CPU kernels, torch build). The committed laptop runs
+    reproduce to 10⁻⁵ on the AVX-512 machines that made them and parted from them on one with AVX2
+    kernels only: a sampled run compounds its rounding. A provenance that does not record one of
+    them counts as different.
 
     Taught in notebook 05.
     """
     here = provenance(world)
     return all(k in recorded and recorded[k] == here[k] for k in ARITHMETIC)
+
+
+def describe_arithmetic(recorded: dict) -> str:
+    """``"<card>, <cpu_capability> kernels, torch <version>"``: a provenance's :data:`ARITHMETIC` in words.
+
+    Taught in notebook 05.
+    """
+    kernels = recorded.get("cpu_capability", "unrecorded")
+    return f"{recorded.get('card', '?')}, {kernels} kernels, torch {recorded.get('torch', '?')}"
 
 
 def load_result(

@@ -20,7 +20,7 @@ from klcourse.comparison import (
     summarise,
     trainer_specs,
 )
-from klcourse.sweep import load_result
+from klcourse.sweep import describe_arithmetic, load_result, provenance, same_arithmetic
 
 COMMITTED = Path(__file__).parents[1] / "results" / "laptop-trainers"
 #: The committed run that is trained again: GRPO with TRL's defaults (the KL correction on).
@@ -111,6 +111,12 @@ def test_the_committed_comparison_is_complete_and_from_this_world(laptop_world):
 
 @pytest.mark.slow
 def test_a_committed_comparison_run_reproduces(laptop_world, tmp_path):
+    made_on = json.loads((COMMITTED / "provenance.json").read_text())
+    if not same_arithmetic(made_on, laptop_world):
+        pytest.skip(
+            f"the committed runs were made on {describe_arithmetic(made_on)}, this machine is "
+            f"{describe_arithmetic(provenance(laptop_world))}: a step-by-step match needs the same arithmetic"
+        )
     stored = load_result(COMMITTED / f"{RERUN.name}.json", RERUN, laptop_world.preset, laptop_world)
     assert stored is not None
     fresh = run_one(laptop_world, RERUN, tmp_path / f"{RERUN.name}.json")

@@ -7,19 +7,24 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from conftest import launch_two, sweep_args
 
 from klcourse.sweep import (
+    ARITHMETIC,
     RunSpec,
     _seal,
     collect,
     grid,
     load_result,
     mean_curve,
+    provenance,
     run_sweep,
+    same_arithmetic,
     summarise,
     world_key,
 )
@@ -135,6 +140,15 @@ def test_jobs_share_one_device(smoke_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert set(collect(out)) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
     assert "3 runs in" in proc.stdout and json.loads((out / "provenance.json").read_text())["runs"] == 3
+
+
+def test_the_same_arithmetic_needs_the_same_device_card_kernels_and_torch():
+    world = SimpleNamespace(device=torch.device("cpu"))
+    here = provenance(world)
+    assert same_arithmetic(here, world) and here["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    for key in ARITHMETIC:
+        assert not same_arithmetic({**here, key: "elsewhere"}, world), key
+        assert not same_arithmetic({k: v for k, v in here.items() if k != key}, world), f"{key} unrecorded"
 
 
 def test_jobs_must_be_positive(tmp_path):
