@@ -116,7 +116,11 @@ def _menu(driver, menu: str, item: str) -> None:
 
 PROMPTS = """return [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
     .map(e => e.textContent.trim())"""
-STATUS = "return [...document.querySelectorAll('.jp-StatusBar-TextItem')].map(e => e.textContent).join(' ')"
+# "<kernel name> | <status>" from the notebook's toolbar: its kernel name and execution indicator
+# (JupyterLab 4.6 no longer shows the kernel's status in the status bar).
+STATUS = """const name = document.querySelector('.jp-NotebookPanel-toolbar .jp-KernelName');
+    const state = document.querySelector('.jp-NotebookPanel-toolbar .jp-Notebook-ExecutionIndicator');
+    return (name ? name.textContent.trim() : '') + ' | ' + (state ? state.dataset.status : '')"""
 # Errors and tracebacks render as stderr outputs; warnings on stderr are not errors.
 ERRORS = """return [...document.querySelectorAll('.jp-OutputArea-output')]
     .filter(e => e.dataset.mimeType === 'application/vnd.jupyter.stderr')
@@ -160,7 +164,7 @@ def test_notebook_01_runs_in_jupyterlab_and_its_slider_moves_kl(lab, tmp_path):
     started = time.monotonic()
     with chromium(tmp_path / "profile") as driver:
         driver.get(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
-        wait_for(lambda: re.search(r"Python 3.*\| Idle", driver.execute_script(STATUS)), 90, "an idle kernel")
+        wait_for(lambda: re.search(r"Python 3.*\| idle", driver.execute_script(STATUS)), 90, "an idle kernel")
         loaded = time.monotonic() - started
 
         _menu(driver, "Edit", "Clear Outputs of All Cells")
@@ -170,7 +174,7 @@ def test_notebook_01_runs_in_jupyterlab_and_its_slider_moves_kl(lab, tmp_path):
         wait_for(lambda: _ran_or_failed(driver), 240, "every code cell to run")
         errors = driver.execute_script(ERRORS)
         assert not errors, "a cell shows an error:\n" + "\n---\n".join(errors)
-        wait_for(lambda: "| Idle" in driver.execute_script(STATUS), 30, "the kernel to finish")
+        wait_for(lambda: driver.execute_script(STATUS).endswith("| idle"), 30, "the kernel to finish")
         ran = time.monotonic() - started - loaded
         done = driver.execute_script(PROMPTS)
         in_order = [f"[{i}]:" for i in range(1, len(prompts) + 1)]
