@@ -14,6 +14,8 @@ import pytest
 import torch
 from conftest import sweep_args
 
+from klcourse.sweep import collect
+
 ROOT = Path(__file__).parents[1]
 NOTEBOOK = ROOT / "notebooks" / "01_what_kl_measures.ipynb"
 
@@ -191,6 +193,18 @@ def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path, jobs):
     finished = sorted(p.name for p in out.glob("*.json"))
     assert f"{len(finished)} finished runs are kept in {out}" in err and "run the same command" in err
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "no temporary file is left"
+    if jobs == "2":
+        # the same command resumes: its two processes share the runs left and the sweep completes
+        kept = {name: (out / name).read_bytes() for name in finished}
+        env = {**os.environ, "KLCOURSE_CACHE": str(smoke_root), "OMP_NUM_THREADS": "1"}
+        resumed = subprocess.run(
+            [sys.executable, *args], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
+        )
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert set(collect(out)) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
+        provenance = json.loads((out / "provenance.json").read_text())
+        assert "3 runs in" in resumed.stdout and provenance["runs"] == 3
+        assert all((out / name).read_bytes() == data for name, data in kept.items()), "none is redone"
 
 
 @pytest.mark.slow

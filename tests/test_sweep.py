@@ -132,16 +132,6 @@ def test_a_shard_runs_every_nth_spec_only(smoke_world, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [f"{SPECS[1].name}.json"]
 
 
-def test_jobs_share_one_device(smoke_root, tmp_path):
-    out = tmp_path / "sweep"
-    env = {**os.environ, "KLCOURSE_CACHE": str(smoke_root), "OMP_NUM_THREADS": "1"}
-    args = [sys.executable, *sweep_args(out, "0", "10"), "--jobs", "2"]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(collect(out)) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
-    assert "3 runs in" in proc.stdout and json.loads((out / "provenance.json").read_text())["runs"] == 3
-
-
 def test_the_same_arithmetic_needs_the_same_device_card_kernels_and_torch():
     world = SimpleNamespace(device=torch.device("cpu"))
     here = provenance(world)
