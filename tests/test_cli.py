@@ -196,14 +196,12 @@ def test_ctrl_c_during_sweep_keeps_finished_runs(smoke_root, tmp_path, jobs):
     if jobs == "2":
         # the same command resumes: its two processes share the runs left and the sweep completes
         kept = {name: (out / name).read_bytes() for name in finished}
-        env = {**os.environ, "KLCOURSE_CACHE": str(smoke_root), "OMP_NUM_THREADS": "1"}
-        resumed = subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, timeout=600, env=env, cwd=ROOT
-        )
-        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        resumed = _popen(args, {"KLCOURSE_CACHE": str(smoke_root)})
+        stdout, stderr = resumed.communicate(timeout=600)
+        assert resumed.returncode == 0, stderr[-3000:]
         assert set(collect(out)) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
         provenance = json.loads((out / "provenance.json").read_text())
-        assert "3 runs in" in resumed.stdout and provenance["runs"] == 3
+        assert "3 runs in" in stdout and provenance["runs"] == 3
         assert all((out / name).read_bytes() == data for name, data in kept.items()), "none is redone"
 
 
