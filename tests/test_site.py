@@ -125,7 +125,12 @@ def test_site_pages_render_math_figures_and_links(site, tmp_path):
                 continue
             driver.get(urljoin(base, page))
             driver.execute_async_script(MATHJAX_DONE)
+            # MathJax's startup can end with formulas of a long page still queued: give them 30 s
+            settle = time.monotonic() + 30
             facts[page] = driver.execute_script(PAGE_FACTS)
+            while facts[page]["untypeset"] and time.monotonic() < settle:
+                time.sleep(0.25)
+                facts[page] = driver.execute_script(PAGE_FACTS)
             for link in facts[page]["links"]:
                 target = urlparse(urldefrag(link).url)
                 path = target.path.lstrip("/") or "index.html"
