@@ -434,13 +434,8 @@ def ppo_update(
     device = mask.device
     ids, attn = rollout.input_ids.to(device), rollout.attention_mask.to(device)
     tokens = rollout.response_ids.to(device)
-    stats: dict[str, list[float]] = {
-        "clip_fraction": [],
-        "approx_kl": [],
-        "value_loss": [],
-        "policy_loss": [],
-        "entropy": [],
-    }
+    names = ("clip_fraction", "approx_kl", "value_loss", "policy_loss", "entropy")
+    per_minibatch = []  # one [5] tensor per minibatch, read back once at the end: no sync per minibatch
     for _ in range(config.ppo_epochs):
         order = torch.randperm(len(ids))
         for mb in order.split(config.mini_batch_size):
@@ -460,19 +455,18 @@ def ppo_update(
             )
             optimizer.zero_grad()
             accelerator.backward(pg + config.vf_coef * vf)
-            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            # torch's own clipping: accelerate's clip_grad_norm_ computes the same norm, with bookkeeping
+            # for FSDP, DeepSpeed and sharded tensors that PPO's plain and DDP runs do not use
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
-                stats["clip_fraction"].append(clip_fraction.item())
                 # approx-KL to the old policy: k2 = ½(log π_new − log π_old)², the KL from the
                 # policy that sampled this batch (not the KL to the reference)
-                stats["approx_kl"].append(masked_mean(k2(exp.old_logprobs[mb], new_logprobs), m).item())
-                stats["value_loss"].append(vf.item())
-                stats["policy_loss"].append(pg.item())
-                stats["entropy"].append(
-                    masked_mean(entropy(resp_logits.float() / config.temperature), m).item()
-                )
-    return stats
+                approx_kl = masked_mean(k2(exp.old_logprobs[mb], new_logprobs), m)
+                ent = masked_mean(entropy(resp_logits.float() / config.temperature), m)
+                per_minibatch.append(torch.stack([clip_fraction, approx_kl, vf, pg, ent]).detach())
+    columns = torch.stack(per_minibatch).T.tolist()
+    return dict(zip(names, columns, strict=True))
 
 
 # ----------------------------------------------------------------------------- training
