@@ -1,6 +1,10 @@
-"""The ``klcourse`` command (``python -m klcourse`` is the same): ``build``, ``sweep``, ``compare``,
-``dpo`` and ``doctor`` here, and ``site``, ``bench``, ``regenerate`` and ``seedcheck``, whose command
-lines live in :mod:`klcourse.tools` and are handed the rest of the line.
+"""The ``klcourse`` command (``python -m klcourse`` is the same): ``build``, ``ppo``, ``sweep``,
+``compare``, ``dpo`` and ``doctor`` here, and ``site``, ``bench``, ``regenerate`` and ``seedcheck``,
+whose command lines live in :mod:`klcourse.tools` and are handed the rest of the line.
+
+``ppo`` and ``sweep`` train on the synthetic world, or, given ``--policy``, ``--reward`` and
+``--prompts``, on any causal LM and reward model by hub name or local folder
+(:func:`klcourse.world.hub.load_hub_world`).
 
 Every option is checked where it is parsed; a bad option or environment variable, a folder that
 cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod:`klcourse.tools.cli`).
@@ -9,6 +13,8 @@ cannot be written, a full disk or Ctrl-C ends in one line, not a traceback (:mod
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import importlib
 import json
 import multiprocessing
@@ -45,6 +51,56 @@ class _Adaptive(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def _hub_options(p: argparse.ArgumentParser, required: bool) -> None:
+    """The options that make a hub world (:func:`klcourse.world.hub.load_hub_world`) and PPO's sizes."""
+    h = p.add_argument_group("a real model" + ("" if required else " (all three of the first, or none)"))
+    h.add_argument(
+        "--policy", required=required, help="causal LM, hub name or local folder: reference and start"
+    )
+    h.add_argument(
+        "--reward", required=required, help="reward model (sequence classifier), hub name or folder"
+    )
+    h.add_argument(
+        "--prompts", required=required, help="a .txt (a prompt a line) or .jsonl file, or a dataset name"
+    )
+    h.add_argument(
+        "--reward-label", type=cli.non_negative_int, help="the output read as the reward (classifiers)"
+    )
+    h.add_argument(
+        "--gold", help="a gold reward model, hub name or folder (Gao et al.: a larger reward model)"
+    )
+    h.add_argument("--gold-label", type=cli.non_negative_int, help="the gold model's output to read")
+    h.add_argument("--prompt-column", help="the .jsonl field or dataset column (default: prompt / text)")
+    h.add_argument("--prompt-split", default="train", help="the dataset split (default: train)")
+    h.add_argument(
+        "--prompt-tokens",
+        type=cli.positive_int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="cut each prompt to its first MIN…MAX tokens, drawn per prompt (TRL's IMDB example: 2 8)",
+    )
+    h.add_argument(
+        "--max-new-tokens", type=cli.positive_int, help="longest response (default: the world's, 16)"
+    )
+    h.add_argument(
+        "--missing-eos-penalty",
+        type=cli.non_negative_float,
+        help="subtracted from the normalised score of a response cut off before its end token",
+    )
+    h.add_argument(
+        "--reward-dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="the frozen reward and gold models' weights (bfloat16 on a GPU halves their memory)",
+    )
+    z = p.add_argument_group("PPO's sizes (default: the preset's)")
+    z.add_argument("--steps", type=cli.positive_int, help="PPO steps per run")
+    z.add_argument("--batch-size", type=cli.positive_int, help="rollouts per step")
+    z.add_argument("--mini-batch-size", type=cli.positive_int, help="rollouts per minibatch")
+    z.add_argument("--epochs", type=cli.positive_int, help="passes over each batch")
+    z.add_argument("--lr", type=cli.positive_float, help="learning rate")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line's grammar, with every value checked by its type."""
     p = cli.Parser(prog=PROG)
@@ -53,6 +109,27 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     b.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     b.add_argument("--quiet", action="store_true", help="no progress bars")
+    r = sub.add_parser(
+        "ppo", help="one PPO run on any policy and reward model (hub name or folder), resumable"
+    )
+    r.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    kl = r.add_mutually_exclusive_group()
+    kl.add_argument(
+        "--beta", type=cli.non_negative_float, default=0.05, help="the KL coefficient (default 0.05)"
+    )
+    kl.add_argument(
+        "--adaptive",
+        type=cli.positive_float,
+        nargs=3,
+        metavar=("BETA0", "TARGET", "HORIZON"),
+        action=_Adaptive,
+        help="Ziegler's controller from BETA0 towards TARGET nats over HORIZON episodes "
+        "(lm-human-preferences: 0.15 6 10000)",
+    )
+    r.add_argument("--seed", type=cli.non_negative_int, default=0)
+    r.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _hub_options(r, required=True)
     s = sub.add_parser("sweep", help="β ablation: β × seeds (+ an adaptive-KL run), resumable")
     s.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     s.add_argument("--betas", type=cli.non_negative_float, nargs="+", help="default: the preset's grid")
@@ -74,6 +151,7 @@ def parser() -> argparse.ArgumentParser:
         "small models leaves a GPU mostly idle)",
     )
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    _hub_options(s, required=False)
     c = sub.add_parser(
         "compare", help="notebook 07's runs: PPO, TRL's RLOO and GRPO at one β and budget × seeds, resumable"
     )
@@ -154,7 +232,99 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], 
     if args.command == "dpo":
         _dpo(args, argv, preset, where, t0)
         return
+    if args.command == "ppo":
+        _ppo(p, args, argv, preset, where, t0)
+        return
     _sweep(p, args, argv, preset, where, t0)
+
+
+def _sized(p: argparse.ArgumentParser, args: argparse.Namespace, preset: Preset) -> Preset:
+    """``preset`` with the PPO sizes the command line gives."""
+    sizes = {
+        "ppo_steps": args.steps,
+        "ppo_batch_size": args.batch_size,
+        "ppo_mini_batch_size": args.mini_batch_size,
+        "ppo_epochs": args.epochs,
+        "ppo_lr": args.lr,
+    }
+    preset = dataclasses.replace(preset, **{k: v for k, v in sizes.items() if v is not None})
+    if preset.ppo_batch_size % preset.ppo_mini_batch_size:
+        p.error(
+            f"argument --mini-batch-size: {preset.ppo_mini_batch_size} does not divide the batch size "
+            f"{preset.ppo_batch_size}"
+        )
+    return preset
+
+
+def _hub_loader(p: argparse.ArgumentParser, args: argparse.Namespace, preset: Preset, device: torch.device):
+    """A picklable call that loads the hub world the options name, or ``None`` when they name none
+    (the synthetic world)."""
+    named = {"--policy": args.policy, "--reward": args.reward, "--prompts": args.prompts}
+    if not any(named.values()):
+        extra = [
+            f"--{k.replace('_', '-')}" for k in HUB_ONLY if getattr(args, k) not in (None, "train", "float32")
+        ]
+        if extra:
+            p.error(f"argument {extra[0]}: only with --policy, --reward and --prompts")
+        return None
+    if not all(named.values()):
+        missing = ", ".join(k for k, v in named.items() if not v)
+        p.error(f"a real model needs --policy, --reward and --prompts; missing {missing}")
+    from klcourse.world.hub import load_hub_world
+
+    return functools.partial(
+        load_hub_world,
+        args.policy,
+        args.reward,
+        args.prompts,
+        reward_label=args.reward_label,
+        gold=args.gold,
+        gold_label=args.gold_label,
+        prompt_column=args.prompt_column,
+        prompt_split=args.prompt_split,
+        prompt_tokens=tuple(args.prompt_tokens) if args.prompt_tokens else None,
+        **({} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}),
+        missing_eos_penalty=args.missing_eos_penalty,
+        reward_dtype=args.reward_dtype,
+        preset=preset,
+        device=device,
+    )
+
+
+#: Options of a hub world that mean nothing without one.
+HUB_ONLY = (
+    "reward_label",
+    "gold",
+    "gold_label",
+    "prompt_column",
+    "prompt_split",
+    "prompt_tokens",
+    "max_new_tokens",
+    "missing_eos_penalty",
+    "reward_dtype",
+)
+
+
+def _ppo(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
+    from klcourse import sweep
+
+    preset = _sized(p, args, preset)
+    world = _hub_loader(p, args, preset, sweep_device())()
+    if args.adaptive:
+        beta0, target, horizon = args.adaptive
+        spec = sweep.RunSpec(
+            beta=beta0, seed=args.seed, adaptive_target=target, adaptive_horizon=int(horizon)
+        )
+    else:
+        spec = sweep.RunSpec(beta=args.beta, seed=args.seed)
+    out = args.out or sweep.default_out_dir(preset, world)
+    where["out"] = out
+    results = sweep.run_sweep(world, [spec], out, progress=not args.quiet)
+    rows = {
+        name: {**r["summary"], "kl": r["summary"]["kl_k1"], "seconds": r["seconds"]}
+        for name, r in results.items()
+    }
+    _report(rows, 24, out, t0, argv, preset, 1, world)
 
 
 def _compare(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
@@ -200,21 +370,23 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
     from klcourse.config import pick_device
     from klcourse.world import load_world
 
-    out = args.out or sweep.default_out_dir(preset)
-    where["out"] = out
+    preset = _sized(p, args, preset)
+    loader = _hub_loader(p, args, preset, sweep_device())
     # Under `accelerate launch` this joins the processes (on the CPU too, with gloo); alone, it is one.
     state = PartialState(cpu=pick_device().type == "cpu")
     if args.jobs > 1 and state.num_processes > 1:
         p.error("argument --jobs: use it without accelerate launch")
     with state.main_process_first():  # one process builds a missing world, the others then load it
-        world = load_world(preset, sweep_device(), progress=not args.quiet)
+        world = loader() if loader else load_world(preset, sweep_device(), progress=not args.quiet)
+    out = args.out or sweep.default_out_dir(preset, world if loader else None)
+    where["out"] = out
     a = args.adaptive or preset.sweep_adaptive
     adaptive = (a[0], a[1], int(a[2]))
     specs = sweep.grid(
         list(args.betas or preset.sweep_betas), list(args.seeds or preset.sweep_seeds), adaptive
     )
     if args.jobs > 1:
-        _run_shares(preset, specs, out, args.jobs)
+        _run_shares(preset, specs, out, args.jobs, loader=loader)
     results = sweep.run_sweep(world, specs, out, progress=not args.quiet)
     rows = {
         name: {**r["summary"], "kl": r["summary"]["kl_k1"], "seconds": r["seconds"]}
@@ -234,17 +406,17 @@ def _report(
     world,
     write: bool = True,
 ) -> None:
-    """Print one line per run (proxy, gold, well-formed, KL, seconds) and the wall time; with ``write``,
-    store the provenance of the command in ``out/provenance.json``."""
+    """Print one line per run (proxy, gold, well-formed, KL, seconds; a dash for what the world does
+    not give) and the wall time; with ``write``, store the provenance of the command in
+    ``out/provenance.json``."""
     from klcourse import sweep
     from klcourse.world.artifacts import write_atomic
 
     print(f"{'run':{width}s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
     for name, r in results.items():
-        print(
-            f"{name:{width}s}{r['proxy_score']:8.2f}{r['gold_reward']:8.2f}{r['well_formed']:13.0%}"
-            f"{r['kl']:9.2f}{r['seconds']:9.1f}"
-        )
+        gold = f"{r['gold_reward']:8.2f}" if "gold_reward" in r else f"{'–':>8}"
+        well_formed = f"{r['well_formed']:13.0%}" if "well_formed" in r else f"{'–':>13}"
+        print(f"{name:{width}s}{r['proxy_score']:8.2f}{gold}{well_formed}{r['kl']:9.2f}{r['seconds']:9.1f}")
     seconds = time.perf_counter() - t0
     print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
     if write:
@@ -259,15 +431,15 @@ def _report(
         write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
 
 
-def _run_shares(preset: Preset, specs: list, out: Path, jobs: int, runner=None) -> None:
+def _run_shares(preset: Preset, specs: list, out: Path, jobs: int, runner=None, loader=None) -> None:
     """Run ``specs`` in ``jobs`` processes on this device (:func:`klcourse.sweep.run_share`, each
-    calling ``runner``: the sweep's by default); on Ctrl-C or a failed process, stop them all (each
-    finished run is already on disk)."""
+    calling ``runner``, the sweep's by default, on the preset's world or ``loader()``'s); on Ctrl-C or
+    a failed process, stop them all (each finished run is already on disk)."""
     from klcourse import sweep
 
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     procs = [
-        context.Process(target=sweep.run_share, args=(preset, specs, out, (i, jobs), runner))
+        context.Process(target=sweep.run_share, args=(preset, specs, out, (i, jobs), runner, loader))
         for i in range(jobs)
     ]
     try:

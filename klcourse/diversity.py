@@ -83,8 +83,10 @@ def measure(
     max_new_tokens: int,
     seed: int,
     temperature: float = 1.0,
+    eos_token_id: int | list[int] | None = None,
 ) -> Diversity:
-    """Sample ``samples_per_prompt`` responses to each prompt (seeded with ``seed``) and measure them.
+    """Sample ``samples_per_prompt`` responses to each prompt (seeded with ``seed``; each ends at
+    ``eos_token_id``, default the tokenizer's) and measure them.
 
     Each prompt's entropy is ``mean_i(−log π(y_i|x))`` over its samples; over ``m`` prompts the
     reported entropy is the mean of those and ``entropy_se = √(Σ_x SE_x²) / m``, with each prompt's
@@ -105,6 +107,7 @@ def measure(
             [prompt] * samples_per_prompt,
             max_new_tokens=max_new_tokens,
             temperature=temperature,
+            eos_token_id=eos_token_id,
         )
         surprisal = -response_logprobs(policy, rollout).sum(1).double().cpu().numpy()
         d1.append(distinct_n(rollout.responses, 1))

@@ -49,20 +49,22 @@ def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 def sequence_scores(
-    reward_model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    reward_model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, label: int = 0
 ) -> torch.Tensor:
     """A sequence classifier's scalar score of each padded text, ``[B]`` (float32): its head applied to
     the hidden state at the text's last real token (:func:`last_real_index`), with positions from
     the mask (:func:`padded_forward`) — the score the text gets alone, on either padding side.
 
     Decoder reward models (GPT-2, Llama, Qwen, … ``ForSequenceClassification``) keep their head in
-    ``score``; a model without one is read at its own pooled output.
+    ``score``; a model without one (an encoder such as BERT, which pools its first token: pad it on
+    the right) is read at its own output. ``label`` picks the output of a classifier with several
+    (e.g. the ``POSITIVE`` logit of a sentiment classifier); a reward model has one.
 
     Taught in notebook 03.
     """
     head = getattr(reward_model, "score", None)
     if not isinstance(head, torch.nn.Module):
-        return padded_forward(reward_model, input_ids, attention_mask).logits[:, 0].float()
+        return padded_forward(reward_model, input_ids, attention_mask).logits[:, label].float()
     hidden = padded_forward(reward_model.base_model, input_ids, attention_mask).last_hidden_state
     last = last_real_index(attention_mask)
-    return head(hidden[torch.arange(len(last), device=hidden.device), last])[:, 0].float()
+    return head(hidden[torch.arange(len(last), device=hidden.device), last])[:, label].float()

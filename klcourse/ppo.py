@@ -49,9 +49,10 @@ from klcourse.config import Preset
 from klcourse.kl import check_estimator, k2
 from klcourse.logprobs import entropy, gather_logprobs, per_token_kl, response_positions
 from klcourse.padding import padded_forward, position_ids
-from klcourse.sampling import Rollout, sample, well_formed_rate
+from klcourse.sampling import Rollout, sample
 from klcourse.timing import Laps
-from klcourse.world import MAX_RESPONSE_TOKENS, World
+from klcourse.world import MAX_RESPONSE_TOKENS
+from klcourse.world.protocol import RLWorld
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -263,19 +264,34 @@ class PolicyAndValue(nn.Module):
     predict ``μ + σ·score`` instead, shifted by μ and stretched by σ, and PPO's first updates would
     spend themselves (and the value clip) undoing that.
 
+    A world whose reward model reads other tokens than the policy's (a hub world with, say, a BERT
+    reward model) passes ``reward_model=None``: the value model is then a copy of the policy's own
+    transformer with a zero head, which predicts 0, the normalised score's mean on the reference's
+    samples (TRL's PPOTrainer took any value model it was given; a fresh head is the usual choice).
+
     One module, so that ``accelerate`` wraps one thing and every parameter gets a gradient.
 
     Taught in notebook 05.
     """
 
     def __init__(
-        self, policy: PreTrainedModel, reward_model: PreTrainedModel, normalisation: tuple[float, float]
+        self,
+        policy: PreTrainedModel,
+        reward_model: PreTrainedModel | None,
+        normalisation: tuple[float, float],
     ):
         super().__init__()
         mean, std = normalisation
         if not std > 0:
             raise ValueError(f"the score's standard deviation must be positive, got {std}")
         self.policy = policy
+        if reward_model is None:
+            self.value_backbone = copy.deepcopy(policy.base_model)
+            width = policy.get_output_embeddings().in_features
+            self.value_head = nn.Linear(width, 1, bias=True).to(next(policy.parameters()).device)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+            return
         value = copy.deepcopy(reward_model)
         self.value_backbone = value.base_model
         raw_head = value.score
@@ -373,7 +389,7 @@ class Experience:
 
 @torch.no_grad()
 def collect_experience(
-    world: World,
+    world: RLWorld,
     model: PolicyAndValue,
     reference: PreTrainedModel,
     prompts: list[str],
@@ -395,6 +411,7 @@ def collect_experience(
         prompts,
         max_new_tokens=config.max_new_tokens,
         temperature=config.temperature,
+        eos_token_id=world.eos_token_ids,
     )
     laps.lap("generate")
     old_logprobs, old_values, ref_logprobs = rollout_logprobs(
@@ -515,8 +532,12 @@ def adamw(parameters, lr: float) -> torch.optim.AdamW:
     return torch.optim.AdamW(parameters, lr=lr, eps=ADAM_EPS, weight_decay=0.01, foreach=True)
 
 
-def train(world: World, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True) -> PPOResult:
-    """Run PPO from the world's SFT model against its proxy reward model; return the result.
+def train(
+    world: RLWorld, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True
+) -> PPOResult:
+    """Run PPO from the world's reference (the SFT model) against its proxy reward model; return the
+    result. Any :class:`klcourse.world.protocol.RLWorld` will do; the metrics it cannot give (gold
+    reward, well-formed rate) are left out of the table.
 
     With ``data_parallel`` (the default), ``accelerate`` places the models and, under
     ``accelerate launch``, wraps them for data parallelism: every process samples its own prompts
@@ -535,7 +556,11 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
     # that differs between modes) train and eval mode compute the same function, so one mode
     # serves the rollout and the update, and the first minibatch sees a ratio of exactly 1.
     model = disable_dropout(
-        PolicyAndValue(copy.deepcopy(world.reference), reward_model, world.score_normalisation).to(device)
+        PolicyAndValue(
+            copy.deepcopy(world.reference),
+            reward_model if world.value_from_reward else None,
+            world.score_normalisation,
+        ).to(device)
     ).eval()
     model.requires_grad_(True)
     optimizer = adamw(model.parameters(), config.lr)
@@ -568,16 +593,16 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
         # 5. Metrics and β ------------------------------------------------------------------------
         rollout, scores, kl, mask = exp.rollout, exp.scores, exp.kl, exp.mask
         old_logprobs, ref_logprobs = exp.old_logprobs, exp.ref_logprobs
-        texts = rollout.texts()
-        gold = world.gold(texts)
+        texts = world.texts(rollout)
+        gold, well_formed = world.gold(rollout), world.well_formed(rollout)
         seq_k1 = per_token_kl(old_logprobs, ref_logprobs, mask, "k1").sum(1)
         seq_k3 = per_token_kl(old_logprobs, ref_logprobs, mask, "k3").sum(1)
         row = {
             "step": step + 1,
             "episodes": (step + 1) * config.batch_size * n_proc,
             "proxy_score": scores.mean().item(),
-            "gold_reward": gold.mean().item(),
-            "well_formed": well_formed_rate(rollout, world.grammar),
+            **({} if gold is None else {"gold_reward": gold.mean().item()}),
+            **({} if well_formed is None else {"well_formed": well_formed}),
             "kl_k1": seq_k1.mean().item(),
             "kl_k3": seq_k3.mean().item(),
             "non_score_reward": -(beta * kl.sum(1)).mean().item(),
@@ -596,9 +621,8 @@ def train(world: World, config: PPOConfig, *, progress: bool = True, data_parall
                 (accelerator.reduce(seq_k1.mean(), "mean") if n_proc > 1 else seq_k1.mean()).item(),
                 config.batch_size * n_proc,
             )
-        bar.set_postfix(
-            proxy=f"{row['proxy_score']:.2f}", gold=f"{row['gold_reward']:.2f}", kl=f"{row['kl_k1']:.2f}"
-        )
+        shown = {k: row[k] for k in ("proxy_score", "gold_reward", "kl_k1") if k in row}
+        bar.set_postfix({k.split("_")[0]: f"{v:.2f}" for k, v in shown.items()})
     policy = accelerator.unwrap_model(model).policy
     return PPOResult(
         policy=policy, metrics=pd.DataFrame(rows), config=config, seconds=time.perf_counter() - start

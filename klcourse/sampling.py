@@ -65,12 +65,14 @@ def review_prompts(grammar: Grammar, n: int, rng: np.random.Generator) -> list[s
     return [prompts[i] for i in picks]
 
 
-def response_mask(response_ids: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mask, ended)``: mask is 1 up to and including the first ``eos_id`` of each row.
+def response_mask(response_ids: torch.Tensor, eos_id: int | list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask, ended)``: mask is 1 up to and including the first end token of each row (``eos_id``,
+    or any of a list of them).
 
     Taught in notebook 03.
     """
-    is_eos = response_ids == eos_id
+    ends = torch.as_tensor(eos_id if isinstance(eos_id, list) else [eos_id], device=response_ids.device)
+    is_eos = torch.isin(response_ids, ends)
     ended = is_eos.any(dim=1)
     # number of eos seen strictly before each position
     before = torch.cumsum(is_eos.long(), dim=1) - is_eos.long()
@@ -86,11 +88,15 @@ def sample(
     max_new_tokens: int,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    eos_token_id: int | list[int] | None = None,
 ) -> Rollout:
     """Sample one response per prompt from ``policy`` at ``temperature``, using torch's global
     generator (seed it with :func:`klcourse.seeding.set_seed`). Pure sampling by default; with
     ``top_p < 1`` each token is drawn from the smallest set of tokens holding ``top_p`` of the
-    mass, renormalised (:func:`klcourse.logprobs.top_p_kept` says which set).
+    mass, renormalised (:func:`klcourse.logprobs.top_p_kept` says which set). A response ends at
+    ``eos_token_id`` (one id or a list; default the tokenizer's), and is padded with the tokenizer's
+    pad token after it, which may be the same token (GPT-2 has no other): the mask, not the pad id,
+    says where each response ends.
 
     Taught in notebooks 03, 04, 05, 06 and 07.
     """
@@ -98,6 +104,7 @@ def sample(
         raise ValueError(f"temperature must be positive, got {temperature}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     device = next(policy.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
     out = policy.generate(
@@ -108,15 +115,16 @@ def sample(
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+        eos_token_id=eos,
     )
     response_ids = out[:, enc["input_ids"].shape[1] :]
-    mask, ended = response_mask(response_ids, tokenizer.eos_token_id)
+    mask, ended = response_mask(response_ids, eos)
+    ends = set(eos if isinstance(eos, list) else [eos])
     response_ids = torch.where(mask.bool(), response_ids, tokenizer.pad_token_id)
     words = []
     for row, m in zip(response_ids, mask, strict=True):
         ids = row[m.bool()].tolist()
-        words.append(tokenizer.decode([i for i in ids if i != tokenizer.eos_token_id]))
+        words.append(tokenizer.decode([i for i in ids if i not in ends]))
     return Rollout(
         prompt_ids=enc["input_ids"],
         prompt_mask=enc["attention_mask"],

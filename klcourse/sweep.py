@@ -39,9 +39,9 @@ from tqdm.auto import tqdm
 from klcourse.config import Preset
 from klcourse.diversity import Diversity, measure
 from klcourse.ppo import PPOResult, config_for, train
-from klcourse.sampling import every_prompt
-from klcourse.world import BUILD_VERSION, World, load_world
+from klcourse.world import BUILD_VERSION, load_world
 from klcourse.world.artifacts import cache_root, config_key, write_atomic
+from klcourse.world.protocol import RLWorld
 
 #: How many final steps the summary averages over.
 SUMMARY_STEPS = 5
@@ -88,12 +88,15 @@ def grid(
     return specs
 
 
-def default_out_dir(preset: Preset) -> Path:
-    """``<cache>/sweeps/<preset>-<key>``: one folder per preset and world configuration.
+def default_out_dir(preset: Preset, world: RLWorld | None = None) -> Path:
+    """``<cache>/sweeps/<preset>-<key>``: one folder per preset and world configuration; a hub
+    world's runs go to ``<cache>/sweeps/hub-<preset>-<key>``, keyed by its models and prompts too.
 
     Taught in notebook 06.
     """
-    return cache_root() / "sweeps" / f"{preset.name}-{config_key(asdict(preset))}"
+    if world is None:
+        return cache_root() / "sweeps" / f"{preset.name}-{config_key(asdict(preset))}"
+    return cache_root() / "sweeps" / f"hub-{preset.name}-{config_key({**asdict(preset), **world.key})}"
 
 
 def _as_json(obj: dict) -> dict:
@@ -114,7 +117,7 @@ def write_result(path: Path, payload: dict) -> None:
     write_atomic(path, json.dumps({"payload": payload, "sha256": _seal(payload)}, indent=1))
 
 
-def provenance(world: World) -> dict:
+def provenance(world: RLWorld) -> dict:
     """Where a run ran: device, card (or CPU), the CPU kernels torch dispatched to
     (``torch.backends.cpu.get_cpu_capability()``: ``AVX512``, ``AVX2``, …), library and Python
     versions, and the version of the world's build code (:data:`klcourse.world.BUILD_VERSION`) that
@@ -150,12 +153,14 @@ def provenance(world: World) -> dict:
     }
 
 
-def world_key(world: World) -> dict[str, str]:
-    """The world's artifact folders by name: each folder name carries the hash of what built it.
+def world_key(world: RLWorld) -> dict[str, str]:
+    """What the world was made from (:attr:`klcourse.world.protocol.RLWorld.key`): the synthetic
+    world's artifact folders by name, each folder's name carrying the hash of what built it; a hub
+    world's model names and prompt source.
 
     Taught in notebook 06.
     """
-    return {name: path.name for name, path in sorted(world.paths.items())}
+    return world.key
 
 
 #: What decides a run's floating-point arithmetic: where a stored provenance and this process agree
@@ -163,7 +168,7 @@ def world_key(world: World) -> dict[str, str]:
 ARITHMETIC = ("device", "card", "cpu_capability", "torch")
 
 
-def same_arithmetic(recorded: dict, world: World) -> bool:
+def same_arithmetic(recorded: dict, world: RLWorld) -> bool:
     """Whether this process computes as the one whose :func:`provenance` is ``recorded`` did: the
     same :data:`ARITHMETIC` (device, card, CPU kernels, torch build). The committed laptop runs
     reproduce to 10⁻⁵ on the AVX-512 machines that made them and parted from them on one with AVX2
@@ -186,7 +191,7 @@ def describe_arithmetic(recorded: dict) -> str:
 
 
 def load_result(
-    path: Path, spec=None, preset: Preset | None = None, world: World | None = None
+    path: Path, spec=None, preset: Preset | None = None, world: RLWorld | None = None
 ) -> dict | None:
     """The run stored at ``path``, or ``None`` if it is missing, corrupt, or from another
     spec (a :class:`RunSpec`, or any dataclass that names a run), preset or world.
@@ -209,12 +214,13 @@ def load_result(
     return payload
 
 
-def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> dict:
-    """Train one run and store it atomically; return its payload.
+def run_one(world: RLWorld, spec: RunSpec, path: Path, progress: bool = True) -> dict:
+    """Train one run and store it atomically; return its payload. Its summary holds the metrics the
+    world gives (a hub world may have no gold reward and no well-formed rate).
 
     Taught in notebook 06.
     """
-    overrides = dict(beta=spec.beta, seed=spec.seed)
+    overrides = dict(beta=spec.beta, seed=spec.seed, max_new_tokens=world.max_new_tokens)
     if spec.adaptive_target is not None:
         overrides |= dict(adaptive_kl=True, kl_target=spec.adaptive_target, kl_horizon=spec.adaptive_horizon)
     config = config_for(world.preset, **overrides)
@@ -223,7 +229,9 @@ def run_one(world: World, spec: RunSpec, path: Path, progress: bool = True) -> d
     metrics = result.metrics
     tail = metrics.iloc[-SUMMARY_STEPS:].mean(numeric_only=True)
     summary = {
-        k: float(tail[k]) for k in ("proxy_score", "gold_reward", "well_formed", "kl_k1", "kl_k3", "beta")
+        k: float(tail[k])
+        for k in ("proxy_score", "gold_reward", "well_formed", "kl_k1", "kl_k3", "beta")
+        if k in tail
     }
     payload = {
         "spec": asdict(spec),
@@ -258,24 +266,26 @@ def save_run(result: PPOResult, folder: str | Path, tokenizer=None) -> None:
         tokenizer.save_pretrained(folder / "policy")
 
 
-def final_diversity(world: World, policy, max_new_tokens: int, seed: int) -> Diversity:
-    """:func:`klcourse.diversity.measure` of ``policy`` on every prompt of the world's grammar,
-    :data:`DIVERSITY_SAMPLES` responses each, seeded with ``DIVERSITY_SEED + seed``.
+def final_diversity(world: RLWorld, policy, max_new_tokens: int, seed: int) -> Diversity:
+    """:func:`klcourse.diversity.measure` of ``policy`` on the world's diversity prompts (every prompt
+    of the synthetic world's grammar), :data:`DIVERSITY_SAMPLES` responses each, seeded with
+    ``DIVERSITY_SEED + seed``.
 
     Taught in notebook 06.
     """
     return measure(
         policy,
         world.tokenizer,
-        every_prompt(world.grammar),
+        world.diversity_prompts(),
         samples_per_prompt=DIVERSITY_SAMPLES,
         max_new_tokens=max_new_tokens,
         seed=DIVERSITY_SEED + seed,
+        eos_token_id=world.eos_token_ids,
     )
 
 
 def run_sweep(
-    world: World,
+    world: RLWorld,
     specs: list[RunSpec],
     out_dir: Path,
     progress: bool = True,
@@ -338,15 +348,17 @@ def run_share(
     out_dir: Path,
     shard: tuple[int, int],
     runner: Callable[..., dict[str, dict]] | None = None,
+    loader: Callable[[], RLWorld] | None = None,
 ) -> None:
     """One of ``n`` processes sharing a device (``shard = (i, n)``): load the world, which must be
-    built already, and run specs ``i, i + n, …`` into ``out_dir``, with ``1/n`` of the CPU threads.
-    ``runner`` is :func:`run_sweep` (the default) or :func:`klcourse.comparison.run_comparison`.
+    built already (the preset's synthetic world, or ``loader()``'s, e.g. a hub world), and run specs
+    ``i, i + n, …`` into ``out_dir``, with ``1/n`` of the CPU threads. ``runner`` is
+    :func:`run_sweep` (the default) or :func:`klcourse.comparison.run_comparison`.
 
     Taught in notebook 06.
     """
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // shard[1]))
-    world = load_world(preset, progress=False, log=lambda m: None)
+    world = loader() if loader is not None else load_world(preset, progress=False, log=lambda m: None)
     (runner or run_sweep)(world, specs, out_dir, progress=False, shard=shard)
 
 

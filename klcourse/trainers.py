@@ -36,10 +36,11 @@ from transformers import PreTrainedModel, PrinterCallback
 
 from klcourse.logprobs import per_token_kl, response_logprobs
 from klcourse.ppo import adamw
-from klcourse.sampling import sample, well_formed_rate
+from klcourse.sampling import sample
 from klcourse.stats import mean_and_se
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 from klcourse.world.annotator import bias_exposure
+from klcourse.world.protocol import RLWorld
 from klcourse.world.training import no_checkpointing, unpatched
 
 Algorithm = Literal["rloo", "grpo"]
@@ -214,40 +215,41 @@ def train_trl(
 
 @torch.no_grad()
 def evaluate(
-    world: World, policy: PreTrainedModel, n: int = 512, seed: int = 0, detail: bool = False
+    world: RLWorld, policy: PreTrainedModel, n: int = 512, seed: int = 0, detail: bool = False
 ) -> dict[str, float]:
     """Proxy score, gold reward, well-formed rate and the KL to the reference of ``n`` fresh samples
     of ``policy``: ``kl_sequence`` is the mean over responses of ``Σ_t k1_t`` (what RLOO and PPO
     penalise), ``kl_token`` the mean of ``k1_t`` over all response tokens (what GRPO's loss
     averages). ``kl_forward`` is the forward KL, ``KL(π_ref‖π) = E_{y~π_ref}[Σ_t log π_ref(y_t) −
     log π(y_t)]``, from ``n`` samples of the reference (seeded ``seed + 1``): what a forward-KL
-    gradient holds down.
+    gradient holds down. A world without a gold reward or a grammar (a hub world) leaves those out.
 
-    With ``detail``, also: ``kl_sequence_se`` (its standard error over responses), ``entropy`` (the
-    mean of ``−log π(y|x)`` over the responses, an estimate of the response entropy) with
-    ``entropy_se``, and the share of negated clauses and the modifiers per clause of the well-formed
-    responses (:func:`klcourse.world.annotator.bias_exposure`; NaN if none is well formed).
+    With ``detail`` (the synthetic world's grammar), also: ``kl_sequence_se`` (its standard error
+    over responses), ``entropy`` (the mean of ``−log π(y|x)`` over the responses, an estimate of the
+    response entropy) with ``entropy_se``, and the share of negated clauses and the modifiers per
+    clause of the well-formed responses (:func:`klcourse.world.annotator.bias_exposure`; NaN if none
+    is well formed).
 
     Taught in notebooks 07 and 08.
     """
     policy = policy.to(world.device).eval()
+    limits = dict(max_new_tokens=world.max_new_tokens, eos_token_id=world.eos_token_ids)
     torch.manual_seed(seed)
-    rollout = sample(policy, world.tokenizer, world.prompts(n, seed=seed), max_new_tokens=MAX_RESPONSE_TOKENS)
+    rollout = sample(policy, world.tokenizer, world.prompts(n, seed=seed), **limits)
     mask = rollout.response_mask.to(world.device).float()
     policy_lp = response_logprobs(policy, rollout)
     kl = per_token_kl(policy_lp, response_logprobs(world.reference, rollout), mask)
     torch.manual_seed(seed + 1)
-    ref_rollout = sample(
-        world.reference, world.tokenizer, world.prompts(n, seed=seed + 1), max_new_tokens=MAX_RESPONSE_TOKENS
-    )
+    ref_rollout = sample(world.reference, world.tokenizer, world.prompts(n, seed=seed + 1), **limits)
     ref_mask = ref_rollout.response_mask.to(world.device).float()
     forward = per_token_kl(
         response_logprobs(world.reference, ref_rollout), response_logprobs(policy, ref_rollout), ref_mask
     )
+    gold, well_formed = world.gold(rollout), world.well_formed(rollout)
     measured = {
         "proxy_score": float(world.score(rollout).mean()),
-        "gold_reward": float(world.gold(rollout.texts()).mean()),
-        "well_formed": well_formed_rate(rollout, world.grammar),
+        **({} if gold is None else {"gold_reward": float(gold.mean())}),
+        **({} if well_formed is None else {"well_formed": well_formed}),
         "kl_sequence": float(kl.sum(1).mean()),
         "kl_token": float(kl.sum() / mask.sum()),
         "kl_forward": float(forward.sum(1).mean()),

@@ -67,6 +67,7 @@ def assert_each_one_line(cases: list[tuple[list[str], dict, list[str]]], status:
 def test_bad_options(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
+    hub = ["--policy", "p", "--reward", "r", "--prompts", str(tmp_path / "none.txt")]
     cases = [
         (["-m", "klcourse", "sweep", "--betas", "0.1", "-1"], ["--betas", "'-1'", "≥ 0"]),
         (["-m", "klcourse", "sweep", "--seeds", "-2"], ["--seeds", "'-2'", "non-negative integer"]),
@@ -96,12 +97,28 @@ def test_bad_options(tmp_path):
         (["-m", "klcourse", "regenerate", "--root", str(tmp_path)], ["--root", "no notebooks found"]),
         (["-m", "klcourse", "seedcheck", "--seeds", "-1"], ["--seeds", "'-1'"]),
         (["-m", "klcourse", "seedcheck"], ["--seeds", "required"]),
+        (["-m", "klcourse", "ppo", "--reward", "r", "--prompts", "p"], ["required", "--policy"]),
+        (["-m", "klcourse", "sweep", "--gold", "g"], ["--gold", "only with --policy"]),
+        (
+            ["-m", "klcourse", "sweep", "--policy", "p"],
+            ["--policy, --reward and --prompts", "--reward, --prompts"],
+        ),
+        (
+            ["-m", "klcourse", "ppo", *hub, "--beta", "0.1", "--adaptive", "1", "6", "100"],
+            ["not allowed with"],
+        ),
+        (["-m", "klcourse", "ppo", *hub, "--prompt-tokens", "3"], ["--prompt-tokens", "2 arguments"]),
+        (
+            ["-m", "klcourse", "ppo", *hub, "--batch-size", "8", "--mini-batch-size", "3"],
+            ["--mini-batch-size", "does not divide", "8"],
+        ),
+        (["-m", "klcourse", "ppo", *hub], ["prompts", str(tmp_path / "none.txt"), "no such file"]),
     ]
     if not torch.cuda.is_available():
         cases.append(
             (["-m", "klcourse", "bench", "kl-cost", "--device", "cuda"], ["'cuda'", "no CUDA device"])
         )
-    assert_each_one_line([(args, {}, says) for args, says in cases])
+    assert_each_one_line([(args, {"HF_HUB_OFFLINE": "1"}, says) for args, says in cases])
     # one of them as a real process, for the exit status the shell sees
     args, says = cases[0]
     assert_one_line(run(args), 2, *says)

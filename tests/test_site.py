@@ -22,7 +22,14 @@ import nbformat
 import pytest
 from chromium import chromium, free_port, require_browser
 
-from klcourse.tools.site import WIDGET_STATE, WIDGET_VIEW, build_site, landing_page, static_widgets
+from klcourse.tools.site import (
+    WIDGET_STATE,
+    WIDGET_VIEW,
+    build_site,
+    landing_page,
+    real_models_page,
+    static_widgets,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -229,3 +236,6 @@ def test_landing_page_has_the_course_map_setup_and_navigation():
     assert order == sorted(order), "the navigation is not in course order"
     captions = [page.index(f":caption: {c}") for c in ("The course", "Reference", "Solutions")]
     assert captions == sorted(captions)
+    assert page.index("\nreal-models\n") > page.index(":caption: Reference")
+    real = real_models_page(ROOT)
+    assert real.startswith("# Carry it to a real model") and "klcourse ppo --policy" in real

@@ -3,8 +3,9 @@
 Builds a static HTML book of every notebook with its committed outputs — nothing is re-executed —
 with Sphinx, MyST-NB and the Sphinx Book Theme (the ``site`` extra). The landing page is made from
 the README's own sections (what the course teaches, how to set it up, the course map with the
-run times that ``klcourse regenerate`` measured), so each of those has one home.
-Navigation follows the course order: the notebooks, the glossary, then the solutions.
+run times that ``klcourse regenerate`` measured), and so is the page on carrying the course to a real
+model, so each of those has one home. Navigation follows the course order: the notebooks, the
+glossary and that page, then the solutions.
 
 The site works offline: math is typeset by the MathJax that ``jupyter-server-mathjax`` ships,
 copied into the site, and each widget output is drawn from the widget state stored in the notebook
@@ -96,7 +97,7 @@ def landing_page(root: Path) -> str:
     course_map = re.sub(r"^\| `(\w+)` \|", link, sections["The notebooks"], flags=re.MULTILINE)
     toc = [
         ("The course", [p.stem for p in chapters]),
-        ("Reference", ["glossary"]),
+        ("Reference", ["glossary", REAL_MODELS_PAGE]),
         ("Solutions", [f"solutions/{p.stem}" for p in sorted((notebooks / "solutions").glob("*.ipynb"))]),
     ]
     trees = "\n\n".join(
@@ -193,6 +194,16 @@ def sphinx_config(static: Path) -> dict:
     }
 
 
+#: The README section that is also the site's page on real models, and that page's name.
+REAL_MODELS = "Carry it to a real model"
+REAL_MODELS_PAGE = "real-models"
+
+
+def real_models_page(root: Path) -> str:
+    """The site's page on running the course's PPO and sweep on hub models: the README's section."""
+    return f"# {REAL_MODELS}\n\n{readme_sections(root / 'README.md')[REAL_MODELS]}\n"
+
+
 def write_sources(root: Path, src: Path) -> list[Path]:
     """The site's source folder: the landing page, the notebooks with static widgets, MathJax.
     Returns the notebooks written."""
@@ -208,6 +219,7 @@ def write_sources(root: Path, src: Path) -> list[Path]:
         nbformat.write(nb, target)
         written.append(target)
     (src / "index.md").write_text(landing_page(root))
+    (src / f"{REAL_MODELS_PAGE}.md").write_text(real_models_page(root))
     shutil.copytree(root / "docs", src / "docs")  # the README's pictures, which the landing page shows
     mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
     shutil.copytree(mathjax, src / "_static" / "mathjax")

@@ -33,7 +33,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from klcourse.config import Preset, get_preset, pick_device
 from klcourse.padding import sequence_scores
-from klcourse.sampling import Rollout, review_prompts, sample, well_formed_rate
+from klcourse.sampling import Rollout, every_prompt, review_prompts, sample, well_formed_rate
 from klcourse.world import annotator, artifacts, gold, training
 from klcourse.world.grammar import REVIEWS, Grammar
 from klcourse.world.loading import load_causal_lm, load_reward_model, load_tokenizer
@@ -65,6 +65,25 @@ class World:
     drifted: PreTrainedModel
     paths: dict[str, Path]
     build_info: dict[str, dict] = field(default_factory=dict)
+    #: the value model starts as the reward model, a GPT-2 over the same tokens (:class:`.RLWorld`)
+    value_from_reward: bool = True
+    max_new_tokens: int = MAX_RESPONSE_TOKENS
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """The token that ends a review, ``<eos>``.
+
+        Taught in notebook 03.
+        """
+        return [self.tokenizer.eos_token_id]
+
+    @property
+    def key(self) -> dict[str, str]:
+        """The artifact folders by name: each folder's name carries the hash of what built it.
+
+        Taught in notebook 06.
+        """
+        return {name: path.name for name, path in sorted(self.paths.items())}
 
     def prompts(self, n: int, seed: int) -> list[str]:
         """``n`` review prompts ``"the <subject>"``, reproducible from ``seed``.
@@ -72,6 +91,27 @@ class World:
         Taught in notebooks 03, 04, 05, 06 and 07.
         """
         return review_prompts(self.grammar, n, np.random.default_rng(seed))
+
+    def diversity_prompts(self) -> list[str]:
+        """Every prompt of the grammar, one per subject (:func:`klcourse.sampling.every_prompt`).
+
+        Taught in notebook 06.
+        """
+        return every_prompt(self.grammar)
+
+    def texts(self, rollout: Rollout) -> list[str]:
+        """Prompt and response as one review text each (:meth:`klcourse.sampling.Rollout.texts`).
+
+        Taught in notebook 05.
+        """
+        return rollout.texts()
+
+    def well_formed(self, rollout: Rollout) -> float:
+        """The share of responses that ended and parse (:func:`klcourse.sampling.well_formed_rate`).
+
+        Taught in notebook 05.
+        """
+        return well_formed_rate(rollout, self.grammar)
 
     @property
     def score_normalisation(self) -> tuple[float, float]:
@@ -104,12 +144,13 @@ class World:
         mean, std = self.score_normalisation
         return (raw - mean) / std
 
-    def gold(self, texts: list[str]) -> torch.Tensor:
-        """The gold reward of whole review texts (prompt + response): the truth the policy never sees,
-        beside :meth:`score`, the proxy it optimises.
+    def gold(self, texts: Rollout | list[str]) -> torch.Tensor:
+        """The gold reward of whole review texts (prompt + response), or of a :class:`Rollout`'s:
+        the truth the policy never sees, beside :meth:`score`, the proxy it optimises.
 
         Taught in notebooks 04, 05 and 06.
         """
+        texts = texts.texts() if isinstance(texts, Rollout) else texts
         return torch.tensor([gold.gold_reward(t, self.grammar) for t in texts])
 
 

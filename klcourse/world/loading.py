@@ -48,12 +48,21 @@ def load_causal_lm(name_or_path: str | Path) -> PreTrainedModel:
     return AutoModelForCausalLM.from_pretrained(str(name_or_path), **FROM_PRETRAINED)
 
 
-def load_reward_model(name_or_path: str | Path) -> PreTrainedModel:
-    """A sequence-classification model with one output (a scalar reward), by hub name or folder.
+def load_reward_model(name_or_path: str | Path, label: int | None = None) -> PreTrainedModel:
+    """A sequence-classification model by hub name or folder: a reward model (one output), or a
+    classifier with several whose output ``label`` is read as the reward (e.g. the ``POSITIVE`` logit
+    of a sentiment classifier, TRL's IMDB example).
 
     Taught in notebook 03.
     """
     model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), **FROM_PRETRAINED)
-    if model.config.num_labels != 1:
-        raise ValueError(f"{name_or_path}: a reward model needs num_labels=1, got {model.config.num_labels}")
+    labels = model.config.num_labels
+    if label is None and labels != 1:
+        names = ", ".join(f"{i} = {n}" for i, n in sorted(model.config.id2label.items()))
+        raise ValueError(
+            f"{name_or_path}: a reward model needs num_labels=1, got {labels}; "
+            f"name the output to read as the reward ({names})"
+        )
+    if label is not None and not 0 <= label < labels:
+        raise ValueError(f"{name_or_path}: has outputs 0…{labels - 1}, got label {label}")
     return model
