@@ -71,13 +71,18 @@ def _hub_options(p: argparse.ArgumentParser, required: bool) -> None:
     )
     h.add_argument("--gold-label", type=cli.non_negative_int, help="the gold model's output to read")
     h.add_argument("--prompt-column", help="the .jsonl field or dataset column (default: prompt / text)")
-    h.add_argument("--prompt-split", default="train", help="the dataset split (default: train)")
+    h.add_argument("--prompt-split", help="the dataset split (default: train)")
     h.add_argument(
         "--prompt-tokens",
         type=cli.positive_int,
         nargs=2,
         metavar=("MIN", "MAX"),
         help="cut each prompt to its first MIN…MAX tokens, drawn per prompt (TRL's IMDB example: 2 8)",
+    )
+    h.add_argument(
+        "--chat-template",
+        action="store_true",
+        help="feed each prompt to the policy as a user turn of its tokenizer's chat template",
     )
     h.add_argument(
         "--max-new-tokens", type=cli.positive_int, help="longest response (default: the world's, 16)"
@@ -90,8 +95,8 @@ def _hub_options(p: argparse.ArgumentParser, required: bool) -> None:
     h.add_argument(
         "--reward-dtype",
         choices=("float32", "bfloat16"),
-        default="float32",
-        help="the frozen reward and gold models' weights (bfloat16 on a GPU halves their memory)",
+        help="the frozen reward and gold models' weights (default float32; bfloat16 on a GPU halves their "
+        "memory)",
     )
     z = p.add_argument_group("PPO's sizes (default: the preset's)")
     z.add_argument("--steps", type=cli.positive_int, help="PPO steps per run")
@@ -260,38 +265,26 @@ def _hub_loader(p: argparse.ArgumentParser, args: argparse.Namespace, preset: Pr
     """A picklable call that loads the hub world the options name, or ``None`` when they name none
     (the synthetic world)."""
     named = {"--policy": args.policy, "--reward": args.reward, "--prompts": args.prompts}
+    given = {k: getattr(args, k) for k in HUB_ONLY if getattr(args, k) not in (None, False)}
     if not any(named.values()):
-        extra = [
-            f"--{k.replace('_', '-')}" for k in HUB_ONLY if getattr(args, k) not in (None, "train", "float32")
-        ]
-        if extra:
-            p.error(f"argument {extra[0]}: only with --policy, --reward and --prompts")
+        if given:
+            option = next(iter(given)).replace("_", "-")
+            p.error(f"argument --{option}: only with --policy, --reward and --prompts")
         return None
     if not all(named.values()):
         missing = ", ".join(k for k, v in named.items() if not v)
         p.error(f"a real model needs --policy, --reward and --prompts; missing {missing}")
     from klcourse.world.hub import load_hub_world
 
+    if "prompt_tokens" in given:
+        given["prompt_tokens"] = tuple(given["prompt_tokens"])
     return functools.partial(
-        load_hub_world,
-        args.policy,
-        args.reward,
-        args.prompts,
-        reward_label=args.reward_label,
-        gold=args.gold,
-        gold_label=args.gold_label,
-        prompt_column=args.prompt_column,
-        prompt_split=args.prompt_split,
-        prompt_tokens=tuple(args.prompt_tokens) if args.prompt_tokens else None,
-        **({} if args.max_new_tokens is None else {"max_new_tokens": args.max_new_tokens}),
-        missing_eos_penalty=args.missing_eos_penalty,
-        reward_dtype=args.reward_dtype,
-        preset=preset,
-        device=device,
+        load_hub_world, args.policy, args.reward, args.prompts, preset=preset, device=device, **given
     )
 
 
-#: Options of a hub world that mean nothing without one.
+#: Options of a hub world that mean nothing without one: :func:`klcourse.world.hub.load_hub_world`'s
+#: keyword arguments of the same names.
 HUB_ONLY = (
     "reward_label",
     "gold",
@@ -299,6 +292,7 @@ HUB_ONLY = (
     "prompt_column",
     "prompt_split",
     "prompt_tokens",
+    "chat_template",
     "max_new_tokens",
     "missing_eos_penalty",
     "reward_dtype",
@@ -320,11 +314,15 @@ def _ppo(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> No
     out = args.out or sweep.default_out_dir(preset, world)
     where["out"] = out
     results = sweep.run_sweep(world, [spec], out, progress=not args.quiet)
-    rows = {
+    _report(_sweep_rows(results), 24, out, t0, argv, preset, 1, world)
+
+
+def _sweep_rows(results: dict[str, dict]) -> dict[str, dict]:
+    """The report's row of each PPO run: its summary, its KL and its seconds."""
+    return {
         name: {**r["summary"], "kl": r["summary"]["kl_k1"], "seconds": r["seconds"]}
         for name, r in results.items()
     }
-    _report(rows, 24, out, t0, argv, preset, 1, world)
 
 
 def _compare(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
@@ -388,11 +386,7 @@ def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> 
     if args.jobs > 1:
         _run_shares(preset, specs, out, args.jobs, loader=loader)
     results = sweep.run_sweep(world, specs, out, progress=not args.quiet)
-    rows = {
-        name: {**r["summary"], "kl": r["summary"]["kl_k1"], "seconds": r["seconds"]}
-        for name, r in results.items()
-    }
-    _report(rows, 24, out, t0, argv, preset, len(specs), world, write=state.is_main_process)
+    _report(_sweep_rows(results), 24, out, t0, argv, preset, len(specs), world, write=state.is_main_process)
 
 
 def _report(

@@ -56,15 +56,20 @@ def sequence_scores(
     the mask (:func:`padded_forward`) — the score the text gets alone, on either padding side.
 
     Decoder reward models (GPT-2, Llama, Qwen, … ``ForSequenceClassification``) keep their head in
-    ``score``; a model without one (an encoder such as BERT, which pools its first token: pad it on
-    the right) is read at its own output. ``label`` picks the output of a classifier with several
-    (e.g. the ``POSITIVE`` logit of a sentiment classifier); a reward model has one.
+    ``score``; a model without one (an encoder: BERT, RoBERTa, DeBERTa, DistilBERT) is read at its own
+    output, which pools the first token, with the model's own positions (RoBERTa's start at 2, not
+    0): its texts must be padded on the right. ``label`` picks the output of a classifier with
+    several (e.g. the ``POSITIVE`` logit of a sentiment classifier); a reward model has one.
 
     Taught in notebook 03.
     """
     head = getattr(reward_model, "score", None)
     if not isinstance(head, torch.nn.Module):
-        return padded_forward(reward_model, input_ids, attention_mask).logits[:, label].float()
+        if (attention_mask[:, 1:] > attention_mask[:, :-1]).any():
+            raise ValueError(
+                f"{type(reward_model).__name__} pools its first token: pad its texts on the right"
+            )
+        return reward_model(input_ids=input_ids, attention_mask=attention_mask).logits[:, label].float()
     hidden = padded_forward(reward_model.base_model, input_ids, attention_mask).last_hidden_state
     last = last_real_index(attention_mask)
     return head(hidden[torch.arange(len(last), device=hidden.device), last])[:, label].float()

@@ -29,7 +29,7 @@ class Rollout:
     response_mask: torch.Tensor  # [B, R], 1 up to and including the first <eos>
     ended: torch.Tensor  # [B] bool, True when the response produced <eos>
     prompts: list[str]
-    responses: list[str]  # response words before <eos>, joined by spaces
+    responses: list[str]  # each response decoded, without its end token
     temperature: float
 
     @property

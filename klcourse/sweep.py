@@ -220,7 +220,12 @@ def run_one(world: RLWorld, spec: RunSpec, path: Path, progress: bool = True) ->
 
     Taught in notebook 06.
     """
-    overrides = dict(beta=spec.beta, seed=spec.seed, max_new_tokens=world.max_new_tokens)
+    overrides = dict(
+        beta=spec.beta,
+        seed=spec.seed,
+        max_new_tokens=world.max_new_tokens,
+        missing_eos_penalty=world.missing_eos_penalty,
+    )
     if spec.adaptive_target is not None:
         overrides |= dict(adaptive_kl=True, kl_target=spec.adaptive_target, kl_horizon=spec.adaptive_horizon)
     config = config_for(world.preset, **overrides)
@@ -328,7 +333,7 @@ def run_sweep(
         if path.exists():
             log(f"{spec.name}: stored result is corrupt or stale; redoing it")
         bar.set_postfix(run=spec.name)
-        results[spec.name] = run_one(world, spec, path, progress=False)
+        results[spec.name] = run_one(world, spec, path, progress=progress and len(mine) == 1)
     return results
 
 
@@ -405,7 +410,7 @@ def _per_beta(results: dict[str, dict], part: str, columns: tuple[str, ...]) -> 
         raise ValueError(f"no fixed-β runs with a {part} to summarise")
     grouped = pd.DataFrame(rows).groupby("beta")
     out = grouped.size().rename("seeds").to_frame()
-    for col in columns:
+    for col in (c for c in columns if c in grouped.obj):  # a hub world's runs may have no gold reward
         out[col] = grouped[col].mean()
         out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
     return out.reset_index()

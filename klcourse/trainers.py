@@ -255,6 +255,8 @@ def evaluate(
         "kl_forward": float(forward.sum(1).mean()),
         "tokens_per_response": float(mask.sum(1).mean()),
     }
+    if detail and well_formed is None:
+        raise ValueError("detail reads the synthetic world's grammar, and this world has none")
     if detail:
         _, kl_se = mean_and_se(kl.sum(1).double().cpu().numpy())
         entropy, entropy_se = mean_and_se(-(policy_lp * mask).sum(1).double().cpu().numpy())

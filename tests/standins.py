@@ -26,6 +26,7 @@ from transformers import (
     GenerationConfig,
     LlamaConfig,
     LlamaForCausalLM,
+    LlamaForSequenceClassification,
     PreTrainedTokenizerFast,
 )
 
@@ -83,8 +84,8 @@ def build_policy(folder: Path, lines: list[str]) -> Path:
     return folder
 
 
-def build_reader(folder: Path, lines: list[str], layers: int, seed: int) -> Path:
-    """A randomly initialised BERT with one output and its WordPiece tokenizer, in ``folder``."""
+def build_reader(folder: Path, lines: list[str], layers: int, seed: int, labels: int = 1) -> Path:
+    """A randomly initialised BERT with ``labels`` outputs and its WordPiece tokenizer, in ``folder``."""
     wordpiece = BertWordPieceTokenizer(lowercase=True)
     wordpiece.train_from_iterator([line.upper() for line in lines], vocab_size=120, min_frequency=1)
     tokenizer = PreTrainedTokenizerFast(
@@ -104,7 +105,30 @@ def build_reader(folder: Path, lines: list[str], layers: int, seed: int) -> Path
             num_attention_heads=2,
             intermediate_size=64,
             max_position_embeddings=64,
+            num_labels=labels,
+        )
+    )
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def build_decoder_reader(folder: Path, policy: Path) -> Path:
+    """A randomly initialised Llama reward model (a ``score`` head, one output) over the policy's own
+    tokenizer, in ``folder``: the kind of reward model the value model can start from."""
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(policy)
+    torch.manual_seed(3)
+    model = LlamaForSequenceClassification(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
             num_labels=1,
+            pad_token_id=tokenizer.eos_token_id,
         )
     )
     model.save_pretrained(folder)
@@ -113,7 +137,8 @@ def build_reader(folder: Path, lines: list[str], layers: int, seed: int) -> Path
 
 
 def build(root: Path) -> dict[str, Path]:
-    """Every stand-in under ``root``: ``policy``, ``reward``, ``gold`` and ``prompts`` (a .txt file)."""
+    """Every stand-in under ``root``: ``policy``, ``reward``, ``gold``, ``classifier`` (two outputs),
+    ``decoder_reward`` (over the policy's tokens) and ``prompts`` (a .txt file)."""
     lines = corpus()
     rng = random.Random(1)
     prompts = root / "prompts.txt"
@@ -124,5 +149,7 @@ def build(root: Path) -> dict[str, Path]:
         "policy": build_policy(root / "policy", lines),
         "reward": build_reader(root / "reward", lines, layers=2, seed=1),
         "gold": build_reader(root / "gold", lines, layers=3, seed=2),
+        "classifier": build_reader(root / "classifier", lines, layers=2, seed=4, labels=2),
+        "decoder_reward": build_decoder_reader(root / "decoder-reward", root / "policy"),
         "prompts": prompts,
     }

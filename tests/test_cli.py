@@ -68,6 +68,8 @@ def test_bad_options(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("")
     hub = ["--policy", "p", "--reward", "r", "--prompts", str(tmp_path / "none.txt")]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the film\na plot\n")
     cases = [
         (["-m", "klcourse", "sweep", "--betas", "0.1", "-1"], ["--betas", "'-1'", "≥ 0"]),
         (["-m", "klcourse", "sweep", "--seeds", "-2"], ["--seeds", "'-2'", "non-negative integer"]),
@@ -113,6 +115,19 @@ def test_bad_options(tmp_path):
             ["--mini-batch-size", "does not divide", "8"],
         ),
         (["-m", "klcourse", "ppo", *hub], ["prompts", str(tmp_path / "none.txt"), "no such file"]),
+        (
+            [
+                "-m",
+                "klcourse",
+                "ppo",
+                "--policy",
+                "no-such-org/no-such-model",
+                *hub[2:4],
+                "--prompts",
+                str(prompts),
+            ],
+            ["'no-such-org/no-such-model'", "no such model folder here", "HF_HUB_OFFLINE is set"],
+        ),
     ]
     if not torch.cuda.is_available():
         cases.append(

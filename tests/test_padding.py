@@ -141,3 +141,29 @@ def test_the_value_model_starts_at_the_score(smoke_world):
 def test_the_value_head_needs_a_positive_spread(smoke_world):
     with pytest.raises(ValueError, match="standard deviation must be positive"):
         PolicyAndValue(smoke_world.reference, smoke_world.reward_model, (0.0, 0.0))
+
+
+def test_an_encoder_must_be_padded_on_the_right():
+    """An encoder pools its first token and keeps its own positions (RoBERTa's start at 2): it is read
+    without position ids, so a left-padded batch, whose first token is padding, is refused."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    bert = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=20,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            num_labels=2,
+        )
+    ).eval()
+    ids = torch.tensor([[5, 6, 7, 0], [5, 6, 7, 8]])
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    scores = sequence_scores(bert, ids, right, label=1)
+    assert torch.allclose(scores, bert(input_ids=ids, attention_mask=right).logits[:, 1])
+    alone = sequence_scores(bert, ids[:1, :3], right[:1, :3], label=1)
+    assert torch.allclose(scores[:1], alone, atol=1e-6)  # its score alone
+    with pytest.raises(ValueError, match="pad its texts on the right"):
+        sequence_scores(bert, ids.flip(1), right.flip(1))

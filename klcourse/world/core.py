@@ -68,6 +68,7 @@ class World:
     #: the value model starts as the reward model, a GPT-2 over the same tokens (:class:`.RLWorld`)
     value_from_reward: bool = True
     max_new_tokens: int = MAX_RESPONSE_TOKENS
+    missing_eos_penalty: float | None = None
 
     @property
     def eos_token_ids(self) -> list[int]:

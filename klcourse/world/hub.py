@@ -16,16 +16,22 @@ each is handled here:
 * **Sampling options in a model's generation config** (``top_k``, ``repetition_penalty``, …) would
   make ``generate`` sample from another distribution than the π whose log-probs PPO uses; the
   reference gets a plain generation config, and sampling reads only what the course passes.
-* **A reward model with its own tokenizer**: each response is decoded, joined to its prompt
-  (through the reward tokenizer's chat template when it has one, as a user turn and an assistant
-  turn) and re-tokenised; encoders (BERT, DistilBERT), which pool their first token, are padded on
-  the right. The value model then starts from the policy's transformer with a zero head
-  (:class:`klcourse.ppo.PolicyAndValue`).
+* **A reward model with its own tokenizer**: each response is decoded together with its prompt
+  (a SentencePiece tokenizer drops a response's leading space when it is decoded alone), joined to
+  the question (through the reward tokenizer's chat template when it has one, as a user turn and an
+  assistant turn) and re-tokenised; encoders (BERT, RoBERTa, DistilBERT), which pool their first
+  token, are padded on the right and keep their own positions. The value model then starts from the
+  policy's transformer with a zero head (:class:`klcourse.ppo.PolicyAndValue`). A decoder reward
+  model over the policy's own tokens (a ``score`` head, one output, no chat template, float32)
+  scores the sampled tokens themselves, as the synthetic world's does, and the value model starts
+  from it [Ouyang 2022].
+* **An instruct policy**: ``chat_template=True`` feeds each prompt as a user turn of the policy's
+  chat template; the reward models read the question, not the template.
 * **Classifiers with several outputs** (an IMDB sentiment model): ``reward_label`` names the one read.
-* **Responses cut off at** ``max_new_tokens``: ``missing_eos_penalty`` (if given) is subtracted from
+* **Responses cut off at** ``max_new_tokens``: PPO subtracts ``missing_eos_penalty`` (if given) from
   their normalised score [Huang et al. 2024].
 * **bfloat16 on a GPU**: ``reward_dtype="bfloat16"`` holds the frozen reward and gold models in
-  bfloat16; the policy and the reference stay in float32, so that the KL at step 0 is exactly 0.
+  bfloat16, halving their memory; the policy (which trains) and the reference stay in float32.
 
 The proxy score is normalised to mean 0, std 1 on the reference's own samples, as in the synthetic
 world. Nothing here downloads unless a name is not a local folder and the hub can be reached; with
@@ -34,14 +40,16 @@ world. Nothing here downloads unless a name is not a local folder and the hub ca
 
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from huggingface_hub.errors import HFValidationError
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from klcourse.config import Preset, get_preset, pick_device
 from klcourse.padding import sequence_scores
@@ -50,11 +58,14 @@ from klcourse.settings import SettingError
 from klcourse.world.artifacts import config_key
 from klcourse.world.core import MAX_RESPONSE_TOKENS, NORMALISATION_SAMPLES, library_bars_off
 from klcourse.world.loading import FROM_PRETRAINED, load_causal_lm, load_reward_model, load_tokenizer
+from klcourse.world.prompts import _first_line, read_prompts
 
 #: Prompts a run's final policy is sampled on to measure its diversity (the first of the pool).
 DIVERSITY_PROMPTS = 8
 #: Rows per forward pass when the reference is sampled for the normalisation.
 BATCH = 64
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,26 +80,34 @@ class Reader:
     tokenizer: PreTrainedTokenizerBase
     label: int
 
+    def texts(self, prompts: list[str], responses: list[str]) -> list[str]:
+        """What the reader reads of each prompt and response: a user turn and an assistant turn of
+        its tokenizer's chat template when it has one, else the two texts joined."""
+        if not self.tokenizer.chat_template:
+            return [p + r for p, r in zip(prompts, responses, strict=True)]
+        return [
+            self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
+            )
+            for p, r in zip(prompts, responses, strict=True)
+        ]
+
     def __call__(self, prompts: list[str], responses: list[str]) -> torch.Tensor:
-        """The raw score of each prompt + response, ``[B]`` float32: through the tokenizer's chat
-        template when it has one, else the two texts joined; right-padded; read by
-        :func:`klcourse.padding.sequence_scores` at output ``label``."""
-        tok = self.tokenizer
-        if tok.chat_template:
-            texts = [
-                tok.apply_chat_template(
-                    [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False
-                )
-                for p, r in zip(prompts, responses, strict=True)
-            ]
-            special = False  # the template writes them
-        else:
-            texts = [p + r for p, r in zip(prompts, responses, strict=True)]
-            special = True
+        """The raw score of each prompt + response, ``[B]`` float32: :meth:`texts`, right-padded, read
+        by :func:`klcourse.padding.sequence_scores` at output ``label``."""
+        special = not self.tokenizer.chat_template  # a template writes its own special tokens
         device = next(self.model.parameters()).device
-        enc = tok(texts, return_tensors="pt", padding=True, truncation=True, add_special_tokens=special).to(
-            device
+        longest = min(
+            self.tokenizer.model_max_length, getattr(self.model.config, "max_position_embeddings", 10**9)
         )
+        enc = self.tokenizer(
+            self.texts(prompts, responses),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=longest,  # a text longer than the model reads is cut at its end
+            add_special_tokens=special,
+        ).to(device)
         with torch.no_grad():
             return sequence_scores(self.model, enc["input_ids"], enc["attention_mask"], self.label)
 
@@ -109,6 +128,7 @@ class HubWorld:
     gold_reader: Reader | None
     prompt_pool: list[str]
     prompt_tokens: tuple[int, int] | None
+    chat_template: bool
     max_new_tokens: int
     missing_eos_penalty: float | None
     value_from_reward: bool
@@ -136,143 +156,138 @@ class HubWorld:
         """``(μ, σ)`` of the reward model's raw score on the reference's own samples."""
         return self.normalisation
 
-    def prompts(self, n: int, seed: int) -> list[str]:
-        """``n`` prompts drawn from the pool with replacement, reproducible from ``seed``; with
+    def questions(self, n: int, seed: int) -> list[str]:
+        """``n`` prompts as the pool has them, drawn with replacement, reproducible from ``seed``; with
         ``prompt_tokens = (lo, hi)`` each is cut to its first ``k ~ U{lo … hi}`` tokens (TRL's IMDB
         example queries with the first 2–8 tokens of a review)."""
         rng = np.random.default_rng(seed)
         picks = [self.prompt_pool[i] for i in rng.integers(len(self.prompt_pool), size=n)]
-        if self.prompt_tokens is None:
-            return picks
+        return picks if self.prompt_tokens is None else self._cut(picks, rng)
+
+    def _cut(self, texts: list[str], rng: np.random.Generator) -> list[str]:
         lo, hi = self.prompt_tokens
         cut = []
-        for text, k in zip(picks, rng.integers(lo, hi + 1, size=n), strict=True):
+        for text, k in zip(texts, rng.integers(lo, hi + 1, size=len(texts)), strict=True):
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: int(k)]
             cut.append(self.tokenizer.decode(ids))
         return cut
 
-    def diversity_prompts(self) -> list[str]:
-        """The first :data:`DIVERSITY_PROMPTS` prompts drawn with seed 0."""
-        return self.prompts(DIVERSITY_PROMPTS, seed=0)
+    def as_policy_prompt(self, question: str) -> str:
+        """What the policy is fed for ``question``: the question itself, or with ``chat_template`` a
+        user turn of the policy tokenizer's chat template ending in the assistant's cue (less the
+        tokenizer's own begin token, which tokenizing adds again)."""
+        if not self.chat_template:
+            return question
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+        bos = self.tokenizer.bos_token
+        adds_bos = bos is not None and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]
+        return text.removeprefix(bos) if adds_bos else text
 
-    def _split(self, rollout: Rollout) -> tuple[list[str], list[str]]:
-        """Each row's prompt and response, decoded from its tokens (special tokens and end tokens out)."""
+    def prompts(self, n: int, seed: int) -> list[str]:
+        """``n`` policy prompts from ``seed``: :meth:`questions`, then :meth:`as_policy_prompt`."""
+        return [self.as_policy_prompt(q) for q in self.questions(n, seed)]
+
+    def diversity_prompts(self) -> list[str]:
+        """The first :data:`DIVERSITY_PROMPTS` distinct prompts of the pool (each cut with seed 0)."""
+        distinct = list(dict.fromkeys(self.prompt_pool))
+        if self.prompt_tokens is not None:
+            distinct = list(dict.fromkeys(self._cut(distinct, np.random.default_rng(0))))
+        return [self.as_policy_prompt(q) for q in distinct[:DIVERSITY_PROMPTS]]
+
+    def split(self, rollout: Rollout) -> tuple[list[str], list[str]]:
+        """Each row's question and response text. The response is decoded together with its prompt
+        and taken as what follows the decoded prompt: a SentencePiece tokenizer (Llama-2, Mistral)
+        drops a leading space when a response is decoded alone. End tokens and special tokens out."""
+        if self.chat_template:
+            asked = {self.as_policy_prompt(q): q for q in dict.fromkeys(self.prompt_pool)}
         ends = torch.tensor(self.end_tokens)
-        prompts, responses = [], []
-        for p, pm, r, rm in zip(
+        questions, responses = [], []
+        for text, p, pm, r, rm in zip(
+            rollout.prompts,
             rollout.prompt_ids.cpu(),
             rollout.prompt_mask.cpu(),
             rollout.response_ids.cpu(),
             rollout.response_mask.cpu(),
             strict=True,
         ):
+            prompt = p[pm.bool()]
             response = r[rm.bool()]
             response = response[~torch.isin(response, ends)]
-            prompts.append(self.tokenizer.decode(p[pm.bool()], skip_special_tokens=True))
-            responses.append(self.tokenizer.decode(response, skip_special_tokens=True))
-        return prompts, responses
+            head = self.tokenizer.decode(prompt, skip_special_tokens=True)
+            whole = self.tokenizer.decode(torch.cat([prompt, response]), skip_special_tokens=True)
+            tail = whole[len(head) :] if whole.startswith(head) else self.tokenizer.decode(response)
+            questions.append(asked.get(text, text) if self.chat_template else text)
+            responses.append(tail)
+        return questions, responses
 
     def texts(self, rollout: Rollout) -> list[str]:
-        """Prompt + response of each row, decoded from the tokens (a byte-level BPE response keeps its
-        own leading space, so the two are joined as they are)."""
-        return [p + r for p, r in zip(*self._split(rollout), strict=True)]
+        """Question + response of each row (the response keeps its own leading space)."""
+        return [q + r for q, r in zip(*self.split(rollout), strict=True)]
 
     def raw_score(self, rollout: Rollout) -> torch.Tensor:
-        """The reward model's raw score of each row (before the normalisation), ``[B]``."""
-        return self.reward(*self._split(rollout))
+        """The reward model's raw score of each row (before the normalisation), ``[B]``: of the sampled
+        tokens themselves, end token included, when the reward model reads the policy's tokens
+        (``value_from_reward``, as the synthetic world's does: decoding and re-tokenising can split a
+        sampled word differently); else of the decoded question and response (:class:`Reader`)."""
+        if not self.value_from_reward:
+            return self.reward(*self.split(rollout))
+        on = next(self.reward_model.parameters()).device
+        ids, mask = rollout.input_ids.to(on), rollout.attention_mask.to(on)
+        return sequence_scores(self.reward_model, ids, mask, self.reward.label)
 
     def score(self, rollout: Rollout) -> torch.Tensor:
-        """``(r − μ)/σ`` of each row, minus ``missing_eos_penalty`` where the response did not end."""
+        """``(r − μ)/σ`` of each row (PPO subtracts :attr:`missing_eos_penalty` where a response did
+        not end, as it does for any world)."""
         mean, std = self.normalisation
-        scores = (self.raw_score(rollout) - mean) / std
-        if self.missing_eos_penalty is not None:
-            scores = scores - self.missing_eos_penalty * (~rollout.ended).float().to(scores.device)
-        return scores
+        return (self.raw_score(rollout) - mean) / std
 
     def gold(self, rollout: Rollout) -> torch.Tensor | None:
         """The gold reward model's raw score of each row, or ``None`` without one."""
-        return None if self.gold_reader is None else self.gold_reader(*self._split(rollout))
+        return None if self.gold_reader is None else self.gold_reader(*self.split(rollout))
 
     def well_formed(self, rollout: Rollout) -> None:
         """A hub world has no grammar to parse its responses with."""
         return None
 
 
-def read_prompts(source: str, column: str | None = None, split: str = "train") -> list[str]:
-    """Prompts from a ``.txt`` file (one per non-empty line), a ``.jsonl`` file (field ``column``,
-    default ``prompt``) or a ``datasets`` dataset name (split ``split``, column ``column``, default
-    ``text``). A source that cannot be read is a :class:`~klcourse.settings.SettingError` naming it.
-
-    Taught in notebook 03.
-    """
-    path = Path(source).expanduser()
-    if path.is_dir():
-        raise SettingError(f"prompts {source!r}: a folder; give a .txt or .jsonl file or a dataset name")
-    if path.is_file():
-        lines = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if path.suffix != ".jsonl":
-            prompts = lines
-        else:
-            field = column or "prompt"
-            try:
-                prompts = [str(json.loads(line)[field]) for line in lines]
-            except (ValueError, KeyError, TypeError):
-                raise SettingError(
-                    f"prompts {source!r}: every line must be a JSON object with {field!r}"
-                ) from None
-    else:
-        import datasets
-
-        field = column or "text"
-        try:
-            table = datasets.load_dataset(source, split=split)
-        except Exception as e:  # datasets raises many kinds; all mean "cannot read it"
-            raise SettingError(
-                f"prompts {source!r}: no such file, and not a readable dataset ({_first(e)})"
-            ) from None
-        if field not in table.column_names:
-            raise SettingError(
-                f"prompts {source!r}: no column {field!r} (it has {', '.join(table.column_names)})"
-            )
-        prompts = [str(x) for x in table[field]]
-    prompts = [p for p in prompts if p.strip()]
-    if not prompts:
-        raise SettingError(f"prompts {source!r}: no prompts in it")
-    return prompts
-
-
-def _first(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def _load(what: str, name: str, loader, *args):
-    """``loader(name, *args)``, with a model that cannot be had (not a folder here, not on the hub or
-    not downloadable) or cannot be used as ``what`` turned into one line naming it."""
+def _load(what: str, name: str, loader: Callable[..., T], *args) -> T:
+    """``loader(name, *args)``, with a model that cannot be had (not a folder here, and not on the hub
+    or not downloadable) or cannot be used as ``what`` turned into one line naming it."""
     try:
         return loader(name, *args)
-    except (OSError, ValueError) as e:
-        if Path(name).expanduser().exists():
-            raise SettingError(f"{what} {name!r}: {_first(e)}") from None
-        why = "HF_HUB_OFFLINE is set" if os.environ.get("HF_HUB_OFFLINE") == "1" else "or on the hub"
-        raise SettingError(f"{what} {name!r}: no such model folder here ({why}): {_first(e)}") from None
+    except ValueError as e:  # a model that loads but cannot serve (a classifier without a label)
+        if not isinstance(e, HFValidationError):
+            raise SettingError(f"{what} {name!r}: {_first_line(e)}") from None
+        error = e
+    except OSError as e:
+        error = e
+    if Path(name).expanduser().exists():
+        raise SettingError(f"{what} {name!r}: {_first_line(error)}") from None
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = "and HF_HUB_OFFLINE is set" if offline else "and not on the hub, or not downloadable"
+    raise SettingError(f"{what} {name!r}: no such model folder here {why}: {_first_line(error)}") from None
 
 
 def _model_key(name: str) -> str:
-    """A hub name as given; a local folder by its absolute path and a hash of its files' names and
-    sizes, so that a folder trained again names a different world."""
+    """A hub name as given (pin a revision by downloading it to a folder); a local folder by its
+    absolute path and a hash of its files' names, sizes and modification times, so that a folder
+    trained again names a different world."""
     path = Path(name).expanduser()
     if not path.is_dir():
         return name
-    files = {str(f.relative_to(path)): f.stat().st_size for f in sorted(path.rglob("*")) if f.is_file()}
+    files = {
+        str(f.relative_to(path)): [f.stat().st_size, f.stat().st_mtime_ns]
+        for f in sorted(path.rglob("*"))
+        if f.is_file()
+    }
     return f"{path.resolve()}@{config_key(files)}"
 
 
 def _reader(what: str, name: str, label: int | None, dtype: torch.dtype, device: torch.device) -> Reader:
     model = _load(what, name, load_reward_model, label)
-    tokenizer = _load(f"{what} tokenizer of", name, AutoTokenizer.from_pretrained)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    tokenizer = _load(f"{what} tokenizer of", name, load_tokenizer)
     tokenizer.padding_side = "right"  # an encoder pools its first token; a decoder is read at its last
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     return Reader(model, tokenizer, 0 if label is None else label)
@@ -289,6 +304,7 @@ def load_hub_world(
     prompt_column: str | None = None,
     prompt_split: str = "train",
     prompt_tokens: tuple[int, int] | None = None,
+    chat_template: bool = False,
     max_new_tokens: int = MAX_RESPONSE_TOKENS,
     missing_eos_penalty: float | None = None,
     reward_dtype: str = "float32",
@@ -314,6 +330,8 @@ def load_hub_world(
     dtype = torch.bfloat16 if reward_dtype == "bfloat16" else getattr(torch, FROM_PRETRAINED["dtype"])
     pool = read_prompts(prompts, prompt_column, prompt_split)
     tokenizer = _load("policy tokenizer of", policy, load_tokenizer)
+    if chat_template and not tokenizer.chat_template:
+        raise SettingError(f"policy {policy!r}: its tokenizer has no chat template")
     with library_bars_off():  # transformers' "Loading weights" bars
         reference = _load("policy", policy, load_causal_lm)
         proxy = _reader("reward model", reward, reward_label, dtype, device)
@@ -343,6 +361,7 @@ def load_hub_world(
         "gold": "" if gold is None else _model_key(gold) + ("" if gold_label is None else f"#{gold_label}"),
         "prompts": f"{_model_key(prompts)}:{prompt_split}:{prompt_column or ''}:{config_key({'p': pool})}",
         "prompt_tokens": "" if prompt_tokens is None else f"{prompt_tokens[0]}-{prompt_tokens[1]}",
+        "chat_template": "yes" if chat_template else "",
         "max_new_tokens": str(max_new_tokens),
         "missing_eos_penalty": "" if missing_eos_penalty is None else f"{missing_eos_penalty:g}",
         "reward_dtype": reward_dtype,
@@ -357,6 +376,7 @@ def load_hub_world(
         gold_reader=gold_reader,
         prompt_pool=pool,
         prompt_tokens=prompt_tokens,
+        chat_template=chat_template,
         max_new_tokens=max_new_tokens,
         missing_eos_penalty=missing_eos_penalty,
         value_from_reward=value_from_reward,

@@ -30,7 +30,8 @@ class RLWorld(Protocol):
       tokens; otherwise it starts as the reference's transformer with a zero head;
     * ``eos_token_ids`` — the tokens that end a response (a model's generation config may add its
       own to the tokenizer's);
-    * ``max_new_tokens`` — the longest response a run samples;
+    * ``max_new_tokens`` — the longest response a run samples, and ``missing_eos_penalty`` what PPO
+      subtracts from the score of a response cut off there (``None``: nothing) [Huang et al. 2024];
     * ``key`` — names of the models and data the world was made from, stored with every run so that
       a stored run is reused only by the world that made it.
 
@@ -44,6 +45,7 @@ class RLWorld(Protocol):
     reward_model: PreTrainedModel
     value_from_reward: bool
     max_new_tokens: int
+    missing_eos_penalty: float | None
 
     @property
     def eos_token_ids(self) -> list[int]: ...
