@@ -412,7 +412,8 @@ def _report(
         well_formed = f"{r['well_formed']:13.0%}" if "well_formed" in r else f"{'–':>13}"
         print(f"{name:{width}s}{r['proxy_score']:8.2f}{gold}{well_formed}{r['kl']:9.2f}{r['seconds']:9.1f}")
     seconds = time.perf_counter() - t0
-    print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
+    runs_in = f"{len(results)} run{'' if len(results) == 1 else 's'} in {out}"
+    print(f"{runs_in}; this process took {seconds:.1f} s")
     if write:
         provenance = {
             "command": " ".join([PROG, *argv]),

@@ -315,7 +315,8 @@ def run_sweep(
     mine = specs[index::count]
     remove_partial(out_dir, mine)
     results: dict[str, dict] = {}
-    bar = tqdm(mine, desc="sweep", disable=not progress or index != 0)
+    alone = len(mine) == 1  # a single run shows its own PPO bar instead
+    bar = tqdm(mine, desc="sweep", disable=not progress or index != 0 or alone)
     for spec in bar:
         path = out_dir / f"{spec.name}.json"
         stored = next(
@@ -333,7 +334,7 @@ def run_sweep(
         if path.exists():
             log(f"{spec.name}: stored result is corrupt or stale; redoing it")
         bar.set_postfix(run=spec.name)
-        results[spec.name] = run_one(world, spec, path, progress=progress and len(mine) == 1)
+        results[spec.name] = run_one(world, spec, path, progress=progress and alone)
     return results
 
 
