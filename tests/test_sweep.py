@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,9 +120,7 @@ def test_sweep_spreads_runs_over_processes(smoke_root, tmp_path):
     assert set(runs) == {"beta-0_seed-0", "beta-10_seed-0", "adaptive-1_seed-0"}
     # each process reported only its own share: 2 runs for one, 1 for the other
     shares = sorted(
-        int(line.split()[0])
-        for line in proc.stdout.splitlines()
-        if line.endswith("s") and " runs in " in line
+        int(m.group(1)) for line in proc.stdout.splitlines() if (m := re.match(r"(\d+) runs? in ", line))
     )
     assert shares == [1, 2], proc.stdout
 
