@@ -51,6 +51,18 @@ class _Adaptive(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+def _adaptive_option(p, help: str) -> None:
+    """``--adaptive BETA0 TARGET HORIZON`` on ``p`` (a parser or a group of one)."""
+    p.add_argument(
+        "--adaptive",
+        type=cli.positive_float,
+        nargs=3,
+        metavar=("BETA0", "TARGET", "HORIZON"),
+        action=_Adaptive,
+        help=help,
+    )
+
+
 def _hub_options(p: argparse.ArgumentParser, required: bool) -> None:
     """The options that make a hub world (:func:`klcourse.world.hub.load_hub_world`) and PPO's sizes."""
     h = p.add_argument_group("a real model" + ("" if required else " (all three of the first, or none)"))
@@ -122,13 +134,9 @@ def parser() -> argparse.ArgumentParser:
     kl.add_argument(
         "--beta", type=cli.non_negative_float, default=0.05, help="the KL coefficient (default 0.05)"
     )
-    kl.add_argument(
-        "--adaptive",
-        type=cli.positive_float,
-        nargs=3,
-        metavar=("BETA0", "TARGET", "HORIZON"),
-        action=_Adaptive,
-        help="Ziegler's controller from BETA0 towards TARGET nats over HORIZON episodes "
+    _adaptive_option(
+        kl,
+        "Ziegler's controller from BETA0 towards TARGET nats over HORIZON episodes "
         "(lm-human-preferences: 0.15 6 10000)",
     )
     r.add_argument("--seed", type=cli.non_negative_int, default=0)
@@ -139,13 +147,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     s.add_argument("--betas", type=cli.non_negative_float, nargs="+", help="default: the preset's grid")
     s.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
-    s.add_argument(
-        "--adaptive",
-        type=cli.positive_float,
-        nargs=3,
-        metavar=("BETA0", "TARGET", "HORIZON"),
-        action=_Adaptive,
-        help="the adaptive-KL run: from BETA0 towards TARGET nats, HORIZON episodes (default: the preset's)",
+    _adaptive_option(
+        s, "the adaptive-KL run: from BETA0 towards TARGET nats, HORIZON episodes (default: the preset's)"
     )
     s.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
     s.add_argument(

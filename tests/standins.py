@@ -36,6 +36,15 @@ WORDS = (
 ).split()
 END = "<|end|>"
 EOS = "<|endoftext|>"
+#: The sizes of both Llama stand-ins (the policy and the reward model over its tokens).
+LLAMA = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+)
 
 
 def corpus(n: int = 400, seed: int = 0) -> list[str]:
@@ -52,12 +61,7 @@ def build_policy(folder: Path, lines: list[str]) -> Path:
     end = tokenizer.convert_tokens_to_ids(END)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
+        **LLAMA,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=None,
         pad_token_id=None,
@@ -121,12 +125,7 @@ def build_decoder_reader(folder: Path, policy: Path) -> Path:
     model = LlamaForSequenceClassification(
         LlamaConfig(
             vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
+            **LLAMA,
             num_labels=1,
             pad_token_id=tokenizer.eos_token_id,
         )

@@ -243,23 +243,25 @@ def _klcourse(*args: str, env: dict | None = None) -> subprocess.CompletedProces
     )
 
 
-def test_the_ppo_command_writes_a_sealed_run_and_resumes_it(standins, tmp_path):
-    out = tmp_path / "runs"
-    line = [
-        "ppo",
+def _on_standins(standins, out: Path) -> list[str]:
+    """The options of a two-step run on the stand-ins, into ``out``."""
+    return [
         "--policy", str(standins["policy"]),
         "--reward", str(standins["reward"]),
-        "--gold", str(standins["gold"]),
         "--prompts", str(standins["prompts"]),
         "--preset", "smoke",
         "--steps", "2",
         "--batch-size", "8",
         "--mini-batch-size", "4",
         "--max-new-tokens", "12",
-        "--beta", "0.1",
         "--out", str(out),
         "--quiet",
     ]  # fmt: skip
+
+
+def test_the_ppo_command_writes_a_sealed_run_and_resumes_it(standins, tmp_path):
+    out = tmp_path / "runs"
+    line = ["ppo", *_on_standins(standins, out), "--gold", str(standins["gold"]), "--beta", "0.1"]
     first = _klcourse(*line)
     assert first.returncode == 0, first.stderr[-3000:]
     path = out / "beta-0.1_seed-0.json"
@@ -277,23 +279,8 @@ def test_the_ppo_command_writes_a_sealed_run_and_resumes_it(standins, tmp_path):
 
 def test_the_sweep_takes_the_same_options_and_shares_a_device(standins, tmp_path):
     out = tmp_path / "sweep"
-    line = [
-        "sweep",
-        "--policy", str(standins["policy"]),
-        "--reward", str(standins["reward"]),
-        "--prompts", str(standins["prompts"]),
-        "--preset", "smoke",
-        "--betas", "0", "0.3",
-        "--seeds", "0",
-        "--adaptive", "0.1", "1", "100",
-        "--steps", "2",
-        "--batch-size", "8",
-        "--mini-batch-size", "4",
-        "--max-new-tokens", "12",
-        "--jobs", "2",
-        "--out", str(out),
-        "--quiet",
-    ]  # fmt: skip
+    line = ["sweep", *_on_standins(standins, out), "--betas", "0", "0.3", "--seeds", "0"]
+    line += ["--adaptive", "0.1", "1", "100", "--jobs", "2"]
     proc = _klcourse(*line)
     assert proc.returncode == 0, proc.stderr[-3000:]
     names = {"beta-0_seed-0", "beta-0.3_seed-0", "adaptive-1_seed-0"}
