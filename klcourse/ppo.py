@@ -86,6 +86,9 @@ class PPOConfig:
     max_new_tokens: int = MAX_RESPONSE_TOKENS
     seed: int = 0
     samples_per_step: int = 3  # responses kept in the metrics table
+    # LoRA adapters of this rank on the policy (peft), the base frozen; the reference is then the
+    # same model with its adapter switched off, as TRL's trainers do given a peft model: no second copy
+    lora_rank: int | None = None
 
     def __post_init__(self) -> None:
         check_estimator(self.kl_estimator)
@@ -95,6 +98,8 @@ class PPOConfig:
             raise ValueError("batch_size must be a multiple of mini_batch_size")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        if self.lora_rank is not None and self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be ≥ 1, got {self.lora_rank}")
 
 
 def config_for(preset: Preset, **overrides) -> PPOConfig:
@@ -489,6 +494,53 @@ def ppo_update(
 # ----------------------------------------------------------------------------- training
 
 
+class _AdapterOff(nn.Module):
+    """The reference of a LoRA policy: the policy's own base weights, read with its adapter switched
+    off (``disable_adapter``) for every forward pass. It holds no weights of its own."""
+
+    def __init__(self, policy: nn.Module):
+        super().__init__()
+        object.__setattr__(self, "_policy", policy)  # not a submodule: its weights are the policy's
+
+    def forward(self, **inputs):
+        with self._policy.disable_adapter():
+            return self._policy(**inputs)
+
+
+def _with_lora(policy: PreTrainedModel, rank: int) -> nn.Module:
+    """``policy`` with LoRA adapters of ``rank`` (scale α/r = 2) on peft's default modules for its
+    architecture (GPT-2's attention projection), the base frozen; B starts at 0, so the adapted
+    policy starts as exactly the base."""
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    conv = any(isinstance(m, Conv1D) for m in policy.modules())  # GPT-2 stores its layers transposed
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, fan_in_fan_out=conv)
+    return get_peft_model(policy, config)
+
+
+def _models(world: RLWorld, config: PPOConfig, device: torch.device) -> tuple[PolicyAndValue, nn.Module]:
+    """The policy-and-value model PPO trains, and the reference it scores against, on ``device``: the
+    policy a copy of the world's reference, which stays frozen; with ``config.lora_rank`` that copy
+    with LoRA adapters, and the reference the same model with its adapter off (:class:`_AdapterOff`).
+    Only what trains requires a gradient."""
+    reward_model = disable_dropout(world.reward_model.to(device))
+    policy = copy.deepcopy(world.reference)
+    # Dropout off in every model [Z19, H24]: with no dropout (and no other layer that differs between
+    # modes) train and eval mode compute the same function, so one mode serves the rollout and the
+    # update, and the first minibatch sees a ratio of exactly 1.
+    model = disable_dropout(
+        PolicyAndValue(
+            policy, reward_model if world.value_from_reward else None, world.score_normalisation
+        ).to(device)
+    ).eval()
+    model.requires_grad_(True)
+    if config.lora_rank is None:
+        return model, disable_dropout(world.reference.to(device))  # frozen: never trained, never generates
+    model.policy = _with_lora(model.policy, config.lora_rank)  # after the value model took its copy
+    return model, _AdapterOff(model.policy)
+
+
 @dataclass
 class PPOResult:
     """What a run returns: the trained policy, the per-step metrics and the config.
@@ -550,20 +602,8 @@ def train(
     rank, n_proc = (accelerator.process_index, accelerator.num_processes) if data_parallel else (0, 1)
     device = accelerator.device if data_parallel else world.device
     torch.manual_seed(config.seed + rank)  # one sampling stream per process: each samples its own responses
-    reference = disable_dropout(world.reference.to(device))  # frozen: never trained, never generates
-    reward_model = disable_dropout(world.reward_model.to(device))
-    # Dropout off in the policy and value model too [Z19, H24]: with no dropout (and no other layer
-    # that differs between modes) train and eval mode compute the same function, so one mode
-    # serves the rollout and the update, and the first minibatch sees a ratio of exactly 1.
-    model = disable_dropout(
-        PolicyAndValue(
-            copy.deepcopy(world.reference),
-            reward_model if world.value_from_reward else None,
-            world.score_normalisation,
-        ).to(device)
-    ).eval()
-    model.requires_grad_(True)
-    optimizer = adamw(model.parameters(), config.lr)
+    model, reference = _models(world, config, device)
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], config.lr)
     if data_parallel:
         model, optimizer = accelerator.prepare(model, optimizer)
     # Two handles to the same weights: ``model`` may be wrapped for data parallelism (DDP), and its

@@ -28,7 +28,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from klcourse.config import Preset
 from klcourse.diversity import Diversity, measure
-from klcourse.ppo import PPOResult, config_for, train
+from klcourse.ppo import PPOConfig, PPOResult, config_for, train
 from klcourse.world import BUILD_VERSION, load_world
 from klcourse.world.artifacts import cache_root, config_key, write_atomic
 from klcourse.world.protocol import RLWorld
@@ -166,6 +166,18 @@ def world_key(world: RLWorld) -> dict[str, str]:
 #: What decides a run's floating-point arithmetic: where a stored provenance and this process agree
 #: on all of them, a run trained again reproduces the stored one to rounding, step by step.
 ARITHMETIC = ("device", "card", "cpu_capability", "torch")
+
+
+def same_settings(stored: dict, config: PPOConfig) -> bool:
+    """Whether a stored run's config (its JSON) is ``config``: every knob it stored has ``config``'s
+    value, and every knob :class:`klcourse.ppo.PPOConfig` gained since it was stored (``lora_rank``)
+    has its default in ``config``, the value the run had without it.
+
+    Taught in notebook 05.
+    """
+    now = json.loads(json.dumps(asdict(config)))
+    defaults = {f.name: f.default for f in fields(PPOConfig)}
+    return all(stored.get(k, defaults[k]) == v for k, v in now.items()) and set(stored) <= set(now)
 
 
 def same_arithmetic(recorded: dict, world: RLWorld) -> bool:

@@ -206,3 +206,17 @@ def test_a_run_stored_before_diversity_was_measured_is_redone(smoke_world, tmp_p
     path.write_text(json.dumps(record))
     results = run_sweep(smoke_world, spec, tmp_path, progress=False)
     assert "diversity" in results[spec[0].name] and "diversity" in json.loads(path.read_text())["payload"]
+
+
+def test_a_stored_config_matches_with_the_knobs_added_since_at_their_defaults():
+    from dataclasses import asdict
+
+    from klcourse.ppo import PPOConfig
+    from klcourse.sweep import same_settings
+
+    stored = json.loads(json.dumps(asdict(PPOConfig(beta=0.1))))
+    del stored["lora_rank"]  # stored before PPOConfig had it
+    assert same_settings(stored, PPOConfig(beta=0.1))
+    assert not same_settings(stored, PPOConfig(beta=0.1, lora_rank=4))
+    assert not same_settings(stored, PPOConfig(beta=0.3))
+    assert not same_settings({**stored, "retired_knob": 1}, PPOConfig(beta=0.1))
