@@ -9,7 +9,7 @@
   ``<|end|>``, so that some responses end before the length limit and others are cut off.
 * **Reward and gold models**: randomly initialised BERTs (2 and 3 layers) with one output, over a
   WordPiece tokenizer of another vocabulary; an encoder pools its first token.
-* **Prompts**: a text file of lines of 2–12 words.
+* **Prompts**: a text file of lines of 2–12 of the policy's tokens.
 """
 
 from __future__ import annotations
@@ -137,18 +137,23 @@ def build_decoder_reader(folder: Path, policy: Path) -> Path:
 
 def build(root: Path) -> dict[str, Path]:
     """Every stand-in under ``root``: ``policy``, ``reward``, ``gold``, ``classifier`` (two outputs),
-    ``decoder_reward`` (over the policy's tokens) and ``prompts`` (a .txt file)."""
+    ``decoder_reward`` (over the policy's tokens) and ``prompts`` (a .txt file of 60 prompts of 2–12
+    of the policy's tokens)."""
     lines = corpus()
+    policy = build_policy(root / "policy", lines)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(policy)
     rng = random.Random(1)
-    prompts = root / "prompts.txt"
-    prompts.write_text(
-        "\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 12))) for _ in range(60))
-    )
+    prompts = []
+    while len(prompts) < 60:
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 6)))
+        if 2 <= len(tokenizer(text)["input_ids"]) <= 12:
+            prompts.append(text)
+    (root / "prompts.txt").write_text("\n".join(prompts))
     return {
-        "policy": build_policy(root / "policy", lines),
+        "policy": policy,
         "reward": build_reader(root / "reward", lines, layers=2, seed=1),
         "gold": build_reader(root / "gold", lines, layers=3, seed=2),
         "classifier": build_reader(root / "classifier", lines, layers=2, seed=4, labels=2),
-        "decoder_reward": build_decoder_reader(root / "decoder-reward", root / "policy"),
-        "prompts": prompts,
+        "decoder_reward": build_decoder_reader(root / "decoder-reward", policy),
+        "prompts": root / "prompts.txt",
     }
