@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -135,6 +135,8 @@ class HubWorld:
     end_tokens: list[int]
     names: dict[str, str]
     normalisation: tuple[float, float] = (0.0, 1.0)
+    #: the question behind each templated prompt this world has handed out (with ``chat_template``)
+    asked: dict[str, str] = field(default_factory=dict)
 
     @property
     def reward_model(self) -> PreTrainedModel:
@@ -183,7 +185,9 @@ class HubWorld:
         )
         bos = self.tokenizer.bos_token
         adds_bos = bos is not None and self.tokenizer("x")["input_ids"][:1] == [self.tokenizer.bos_token_id]
-        return text.removeprefix(bos) if adds_bos else text
+        prompt = text.removeprefix(bos) if adds_bos else text
+        self.asked[prompt] = question
+        return prompt
 
     def prompts(self, n: int, seed: int) -> list[str]:
         """``n`` policy prompts from ``seed``: :meth:`questions`, then :meth:`as_policy_prompt`."""
@@ -191,17 +195,19 @@ class HubWorld:
 
     def diversity_prompts(self) -> list[str]:
         """The first :data:`DIVERSITY_PROMPTS` distinct prompts of the pool (each cut with seed 0)."""
-        distinct = list(dict.fromkeys(self.prompt_pool))
-        if self.prompt_tokens is not None:
-            distinct = list(dict.fromkeys(self._cut(distinct, np.random.default_rng(0))))
-        return [self.as_policy_prompt(q) for q in distinct[:DIVERSITY_PROMPTS]]
+        rng, distinct = np.random.default_rng(0), []
+        for question in dict.fromkeys(self.prompt_pool):  # in order, cutting only as many as it takes
+            question = question if self.prompt_tokens is None else self._cut([question], rng)[0]
+            if question not in distinct:
+                distinct.append(question)
+            if len(distinct) == DIVERSITY_PROMPTS:
+                break
+        return [self.as_policy_prompt(q) for q in distinct]
 
     def split(self, rollout: Rollout) -> tuple[list[str], list[str]]:
         """Each row's question and response text. The response is decoded together with its prompt
         and taken as what follows the decoded prompt: a SentencePiece tokenizer (Llama-2, Mistral)
         drops a leading space when a response is decoded alone. End tokens and special tokens out."""
-        if self.chat_template:
-            asked = {self.as_policy_prompt(q): q for q in dict.fromkeys(self.prompt_pool)}
         ends = torch.tensor(self.end_tokens)
         questions, responses = [], []
         for text, p, pm, r, rm in zip(
@@ -218,7 +224,7 @@ class HubWorld:
             head = self.tokenizer.decode(prompt, skip_special_tokens=True)
             whole = self.tokenizer.decode(torch.cat([prompt, response]), skip_special_tokens=True)
             tail = whole[len(head) :] if whole.startswith(head) else self.tokenizer.decode(response)
-            questions.append(asked.get(text, text) if self.chat_template else text)
+            questions.append(self.asked.get(text, text))
             responses.append(tail)
         return questions, responses
 
