@@ -1,6 +1,6 @@
 """The ``klcourse`` command (``python -m klcourse`` is the same): ``build``, ``ppo``, ``sweep``,
-``compare``, ``dpo`` and ``doctor`` here, and ``site``, ``bench``, ``regenerate`` and ``seedcheck``,
-whose command lines live in :mod:`klcourse.tools` and are handed the rest of the line.
+``compare``, ``dpo``, ``distill`` and ``doctor`` here, and ``site``, ``bench``, ``regenerate`` and
+``seedcheck``, whose command lines live in :mod:`klcourse.tools` and are handed the rest of the line.
 
 ``ppo`` and ``sweep`` train on the synthetic world, or, given ``--policy``, ``--reward`` and
 ``--prompts``, on any causal LM and reward model by hub name or local folder
@@ -179,6 +179,15 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
     d.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
+    k = sub.add_parser(
+        "distill",
+        help="notebook 09's runs: a PPO teacher distilled 4 ways into 2 students, and LoRA PPO runs, "
+        "× seeds, resumable",
+    )
+    k.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    k.add_argument("--seeds", type=cli.non_negative_int, nargs="+", help="default: the preset's seeds")
+    k.add_argument("--out", type=cli.writable_dir, help="result folder (default: under the cache)")
+    k.add_argument("--quiet", action="store_true", help="no progress bars")
     sub.add_parser(
         "doctor",
         help="check this set-up (versions, device, cache, Jupyter kernel, widgets, disk); a fix for each "
@@ -239,6 +248,9 @@ def _run(p: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str], 
         return
     if args.command == "dpo":
         _dpo(args, argv, preset, where, t0)
+        return
+    if args.command == "distill":
+        _distill(args, argv, preset, where, t0)
         return
     if args.command == "ppo":
         _ppo(p, args, argv, preset, where, t0)
@@ -364,6 +376,30 @@ def _dpo(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
     _report(rows, 26, out, t0, argv, preset, len(specs), world)
 
 
+def _distill(args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
+    from klcourse import comparison, distill
+    from klcourse.world import load_world
+
+    world = load_world(preset, progress=not args.quiet)
+    out = args.out or distill.default_out_dir(world)
+    where["out"] = out
+    seeds = list(args.seeds or preset.sweep_seeds)
+    specs = [*distill.distill_specs(seeds), *distill.lora_specs(seeds)]
+    results = comparison.run_comparison(world, specs, out, progress=not args.quiet, run=distill.run_any)
+    print(f"{'run':28s}{'KL(s‖t)':>9}{'KL(t‖s)':>9}{'gold':>8}{'entropy':>9}{'seconds':>9}")
+    for name, r in results.items():
+        if "evaluations" in r:
+            e = r["evaluations"][-1]
+            kls = f"{e['reverse']:9.3f}{e['forward']:9.3f}{e['gold_reward']:8.2f}{e['entropy']:9.2f}"
+        else:  # a LoRA PPO run: its KL to its reference, the SFT model
+            summary = r["summary"]
+            kls = f"{summary['kl_k1']:9.3f}{'–':>9}{summary['gold_reward']:8.2f}{'–':>9}"
+        print(f"{name:28s}{kls}{r['seconds']:9.1f}")
+    seconds = time.perf_counter() - t0
+    print(f"{len(results)} runs in {out}; this process took {seconds:.1f} s")
+    _write_provenance(out, argv, preset, len(specs), world, seconds)
+
+
 def _sweep(p, args, argv: list[str], preset: Preset, where: dict, t0: float) -> None:
     from accelerate import PartialState
 
@@ -406,9 +442,6 @@ def _report(
     """Print one line per run (proxy, gold, well-formed, KL, seconds; a dash for what the world does
     not give) and the wall time; with ``write``, store the provenance of the command in
     ``out/provenance.json``."""
-    from klcourse import sweep
-    from klcourse.world.artifacts import write_atomic
-
     print(f"{'run':{width}s}{'proxy':>8}{'gold':>8}{'well-formed':>13}{'KL':>9}{'seconds':>9}")
     for name, r in results.items():
         gold = f"{r['gold_reward']:8.2f}" if "gold_reward" in r else f"{'–':>8}"
@@ -418,15 +451,23 @@ def _report(
     runs_in = f"{len(results)} run{'' if len(results) == 1 else 's'} in {out}"
     print(f"{runs_in}; this process took {seconds:.1f} s")
     if write:
-        provenance = {
-            "command": " ".join([PROG, *argv]),
-            "preset": preset.name,
-            "runs": runs,
-            "wall_seconds": seconds,
-            "world": sweep.world_key(world),
-            **sweep.provenance(world),
-        }
-        write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
+        _write_provenance(out, argv, preset, runs, world, seconds)
+
+
+def _write_provenance(out: Path, argv: list[str], preset: Preset, runs: int, world, seconds: float) -> None:
+    """Store the provenance of the command that made the runs in ``out/provenance.json``."""
+    from klcourse import sweep
+    from klcourse.world.artifacts import write_atomic
+
+    provenance = {
+        "command": " ".join([PROG, *argv]),
+        "preset": preset.name,
+        "runs": runs,
+        "wall_seconds": seconds,
+        "world": sweep.world_key(world),
+        **sweep.provenance(world),
+    }
+    write_atomic(out / "provenance.json", json.dumps(provenance, indent=1))
 
 
 def _run_shares(preset: Preset, specs: list, out: Path, jobs: int, runner=None, loader=None) -> None:

@@ -38,7 +38,7 @@ LN2 = math.log(2.0)
 class Case:
     """One input: the arguments, and the words that describe it in feedback.
 
-    Taught in notebooks 01–08.
+    Taught in notebooks 01–09.
     """
 
     args: tuple
@@ -49,7 +49,7 @@ class Case:
 class CodingExercise:
     """A function to write: what it does, klcourse's version, its inputs and the slips worth naming.
 
-    Taught in notebooks 01–08.
+    Taught in notebooks 01–09.
     """
 
     key: str
@@ -168,7 +168,7 @@ class Feedback:
     """The checker's verdict, on a function here and on a number in :mod:`klcourse.exercises`: true
     when right; shows as its message in a notebook.
 
-    Taught in notebooks 01–08.
+    Taught in notebooks 01–09.
     """
 
     ok: bool
@@ -201,7 +201,7 @@ def _generic(got, expected) -> str | None:
 def check_function(exercise: CodingExercise, fn: object) -> Feedback:
     """Run ``fn`` on every input of ``exercise``; right when every output agrees with klcourse's.
 
-    Taught in notebooks 01–08.
+    Taught in notebooks 01–09.
     """
     key = exercise.key
     if fn is None:

@@ -59,7 +59,7 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 class Exercise:
     """One exercise: its question, how to compute its answer, and the slips worth naming.
 
-    Taught in notebooks 01–08.
+    Taught in notebooks 01–09.
     """
 
     key: str
@@ -468,6 +468,51 @@ EXERCISES: dict[str, Exercise] = {
             hint="E[(r − μ)/σ] − β·KL = (E[r] − σβ·KL)/σ + const: the raw reward's β is σβ.",
             slips=(("Multiply by σ, do not divide.", lambda: 0.1 / 3),),
         ),
+        Exercise(
+            key="09.1",
+            question=(
+                "A teacher over Llama-3's 128,256 tokens: how many bytes per token does storing its whole "
+                "next-token distribution take, in bfloat16?"
+            ),
+            answer=lambda: 128_256 * 2,
+            hint="One number per vocabulary entry; a bfloat16 takes 2 bytes.",
+            slips=(
+                ("That is float32 (4 bytes a number); bfloat16 takes 2.", lambda: 128_256 * 4),
+                ("That is in bits; a byte is 8 bits.", lambda: 128_256 * 16),
+            ),
+        ),
+        Exercise(
+            key="09.2",
+            question=(
+                "At one position the teacher puts 0.9 of its probability on its top-k tokens. A student "
+                "equal to the teacher: its top-k KD loss there, the forward KL from the teacher "
+                "renormalised over its top k, in nats?"
+            ),
+            answer=lambda: -math.log(0.9),
+            hint="On the top-k set p̃_t = π_t/0.9, so log(p̃_t/π_s) = −log 0.9 at every kept token.",
+            slips=(
+                ("A KL is never negative: the log-ratio is log(p̃_t/π_t) = −log 0.9.", lambda: math.log(0.9)),
+                ("That is the full-vocabulary KL of a student equal to its teacher: 0.", lambda: 0.0),
+                ("That is the mass outside the top k, not the KL.", lambda: 0.1),
+            ),
+        ),
+        Exercise(
+            key="09.3",
+            question=(
+                "On-policy distillation: the student samples a token with log π_s = −0.5, and the teacher "
+                "gives it log π_t = −2.0. Its per-token reward −k1 (notebook 04's penalty with β = 1 and "
+                "the teacher as the reference)?"
+            ),
+            answer=lambda: -(-0.5 - (-2.0)),
+            hint="k1 = log π_s − log π_t; the reward is −β·k1 with β = 1.",
+            slips=(
+                (
+                    "The sign: the student is penalised for tokens the teacher finds unlikely.",
+                    lambda: -0.5 - (-2.0),
+                ),
+                ("That is the ratio of probabilities; use the log-ratio.", lambda: -math.exp(1.5)),
+            ),
+        ),
     ]
 }
 
@@ -507,7 +552,7 @@ def check(key: str, answer: object) -> Feedback:
     other input that is not one number (text, an array, a function, NaN) gets feedback saying so,
     never an exception.
 
-    Taught in notebooks 01–08.
+    Taught in notebooks 01–09.
     """
     if key in CODING:
         return check_function(CODING[key], answer)

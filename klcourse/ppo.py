@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -48,6 +49,7 @@ from transformers import PreTrainedModel
 from klcourse.config import Preset
 from klcourse.kl import check_estimator, k2
 from klcourse.logprobs import entropy, gather_logprobs, per_token_kl, response_positions
+from klcourse.lora import AdapterOff, with_lora
 from klcourse.padding import padded_forward, position_ids
 from klcourse.sampling import Rollout, sample
 from klcourse.timing import Laps
@@ -494,38 +496,20 @@ def ppo_update(
 # ----------------------------------------------------------------------------- training
 
 
-class _AdapterOff(nn.Module):
-    """The reference of a LoRA policy: the policy's own base weights, read with its adapter switched
-    off (``disable_adapter``) for every forward pass. It holds no weights of its own."""
-
-    def __init__(self, policy: nn.Module):
-        super().__init__()
-        object.__setattr__(self, "_policy", policy)  # not a submodule: its weights are the policy's
-
-    def forward(self, **inputs):
-        with self._policy.disable_adapter():
-            return self._policy(**inputs)
-
-
-def _with_lora(policy: PreTrainedModel, rank: int) -> nn.Module:
-    """``policy`` with LoRA adapters of ``rank`` (scale α/r = 2) on peft's default modules for its
-    architecture (GPT-2's attention projection), the base frozen; B starts at 0, so the adapted
-    policy starts as exactly the base."""
-    from peft import LoraConfig, get_peft_model
-    from transformers.pytorch_utils import Conv1D
-
-    conv = any(isinstance(m, Conv1D) for m in policy.modules())  # GPT-2 stores its layers transposed
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, fan_in_fan_out=conv)
-    return get_peft_model(policy, config)
-
-
-def _models(world: RLWorld, config: PPOConfig, device: torch.device) -> tuple[PolicyAndValue, nn.Module]:
+def build_models(
+    world: RLWorld, config: PPOConfig, device: torch.device, start: PreTrainedModel | None = None
+) -> tuple[PolicyAndValue, nn.Module]:
     """The policy-and-value model PPO trains, and the reference it scores against, on ``device``: the
-    policy a copy of the world's reference, which stays frozen; with ``config.lora_rank`` that copy
-    with LoRA adapters, and the reference the same model with its adapter off (:class:`_AdapterOff`).
-    Only what trains requires a gradient."""
+    policy a copy of ``start`` (default: the world's reference), the reference the world's, frozen;
+    with ``config.lora_rank`` the policy copy has LoRA adapters, and the reference is the same model
+    with its adapter off (:class:`klcourse.lora.AdapterOff`). Only what trains requires a gradient.
+
+    Taught in notebook 09.
+    """
+    if start is not None and config.lora_rank is not None:
+        raise ValueError("a LoRA policy's reference is its own base: it cannot start from another model")
     reward_model = disable_dropout(world.reward_model.to(device))
-    policy = copy.deepcopy(world.reference)
+    policy = copy.deepcopy(world.reference if start is None else start)
     # Dropout off in every model [Z19, H24]: with no dropout (and no other layer that differs between
     # modes) train and eval mode compute the same function, so one mode serves the rollout and the
     # update, and the first minibatch sees a ratio of exactly 1.
@@ -537,8 +521,8 @@ def _models(world: RLWorld, config: PPOConfig, device: torch.device) -> tuple[Po
     model.requires_grad_(True)
     if config.lora_rank is None:
         return model, disable_dropout(world.reference.to(device))  # frozen: never trained, never generates
-    model.policy = _with_lora(model.policy, config.lora_rank)  # after the value model took its copy
-    return model, _AdapterOff(model.policy)
+    model.policy = with_lora(model.policy, config.lora_rank)  # after the value model took its copy
+    return model, AdapterOff(model.policy)
 
 
 @dataclass
@@ -585,24 +569,34 @@ def adamw(parameters, lr: float) -> torch.optim.AdamW:
 
 
 def train(
-    world: RLWorld, config: PPOConfig, *, progress: bool = True, data_parallel: bool = True
+    world: RLWorld,
+    config: PPOConfig,
+    *,
+    progress: bool = True,
+    data_parallel: bool = True,
+    start: PreTrainedModel | None = None,
+    after_step: Callable[[int, nn.Module], None] | None = None,
 ) -> PPOResult:
-    """Run PPO from the world's reference (the SFT model) against its proxy reward model; return the
-    result. Any :class:`klcourse.world.protocol.RLWorld` will do; the metrics it cannot give (gold
-    reward, well-formed rate) are left out of the table.
+    """Run PPO from the world's reference (the SFT model), or from ``start`` if given, against its
+    proxy reward model and its reference; return the result. Any
+    :class:`klcourse.world.protocol.RLWorld` will do; the metrics it cannot give (gold reward,
+    well-formed rate) are left out of the table.
 
     With ``data_parallel`` (the default), ``accelerate`` places the models and, under
     ``accelerate launch``, wraps them for data parallelism: every process samples its own prompts
     and gradients are averaged, so the replicas stay identical. ``data_parallel=False`` trains on
     ``world.device`` alone, for runs that are independent of the other processes (a sweep).
 
-    Taught in notebooks 04, 05 and 07.
+    ``after_step(step, policy)``, if given, is called after every step (``step`` counts from 1) with
+    the policy as it now is: notebook 09 measures its students there.
+
+    Taught in notebooks 04, 05, 07 and 09.
     """
     accelerator = Accelerator(cpu=world.device.type == "cpu")
     rank, n_proc = (accelerator.process_index, accelerator.num_processes) if data_parallel else (0, 1)
     device = accelerator.device if data_parallel else world.device
     torch.manual_seed(config.seed + rank)  # one sampling stream per process: each samples its own responses
-    model, reference = _models(world, config, device)
+    model, reference = build_models(world, config, device, start)
     optimizer = adamw([p for p in model.parameters() if p.requires_grad], config.lr)
     if data_parallel:
         model, optimizer = accelerator.prepare(model, optimizer)
@@ -663,6 +657,8 @@ def train(
             )
         shown = {k: row[k] for k in ("proxy_score", "gold_reward", "kl_k1") if k in row}
         bar.set_postfix({k.split("_")[0]: f"{v:.2f}" for k, v in shown.items()})
+        if after_step is not None:
+            after_step(step + 1, unwrapped.policy)
     policy = accelerator.unwrap_model(model).policy
     return PPOResult(
         policy=policy, metrics=pd.DataFrame(rows), config=config, seconds=time.perf_counter() - start
@@ -676,6 +672,7 @@ __all__ = [
     "PPOResult",
     "PolicyAndValue",
     "adjusted_reward",
+    "build_models",
     "collect_experience",
     "config_for",
     "disable_dropout",

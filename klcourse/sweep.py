@@ -69,6 +69,35 @@ class RunSpec:
         kind = f"beta-{self.beta:g}" if self.adaptive_target is None else f"adaptive-{self.adaptive_target:g}"
         return f"{kind}_seed-{self.seed}"
 
+    def ppo_overrides(self) -> dict:
+        """The :class:`klcourse.ppo.PPOConfig` fields this run sets beyond the preset's sizes."""
+        overrides: dict = dict(beta=self.beta, seed=self.seed)
+        if self.adaptive_target is not None:
+            overrides |= dict(
+                adaptive_kl=True, kl_target=self.adaptive_target, kl_horizon=self.adaptive_horizon
+            )
+        return overrides
+
+
+@dataclass(frozen=True)
+class LoRARunSpec(RunSpec):
+    """A sweep run whose policy trains LoRA adapters of rank ``lora_rank`` on a frozen base, which is
+    then also its reference (:attr:`klcourse.ppo.PPOConfig.lora_rank`).
+
+    Taught in notebook 09.
+    """
+
+    lora_rank: int = 8
+
+    @property
+    def name(self) -> str:
+        """File-name-safe identifier, e.g. ``beta-0.1_seed-0_lora-8``."""
+        return f"{super().name}_lora-{self.lora_rank}"
+
+    def ppo_overrides(self) -> dict:
+        """The sweep run's overrides and ``lora_rank``."""
+        return super().ppo_overrides() | dict(lora_rank=self.lora_rank)
+
 
 def grid(
     betas: list[float], seeds: list[int], adaptive: tuple[float, float, int] | None = None
@@ -232,14 +261,9 @@ def run_one(world: RLWorld, spec: RunSpec, path: Path, progress: bool = True) ->
 
     Taught in notebook 06.
     """
-    overrides = dict(
-        beta=spec.beta,
-        seed=spec.seed,
-        max_new_tokens=world.max_new_tokens,
-        missing_eos_penalty=world.missing_eos_penalty,
+    overrides = spec.ppo_overrides() | dict(
+        max_new_tokens=world.max_new_tokens, missing_eos_penalty=world.missing_eos_penalty
     )
-    if spec.adaptive_target is not None:
-        overrides |= dict(adaptive_kl=True, kl_target=spec.adaptive_target, kl_horizon=spec.adaptive_horizon)
     config = config_for(world.preset, **overrides)
     t0 = time.perf_counter()
     result = train(world, config, progress=progress, data_parallel=False)

@@ -9,7 +9,7 @@ import torch
 from accelerate import Accelerator
 
 from klcourse.logprobs import response_logprobs
-from klcourse.ppo import PPOConfig, _models, adamw, collect_experience, config_for, ppo_update, train
+from klcourse.ppo import PPOConfig, adamw, build_models, collect_experience, config_for, ppo_update, train
 from klcourse.world.core import MAX_RESPONSE_TOKENS
 
 
@@ -20,7 +20,7 @@ def _bytes(params) -> int:
 def test_the_adapter_off_reference_scores_as_a_frozen_copy_at_every_step(smoke_world):
     config = config_for(smoke_world.preset, lora_rank=4, lr=3e-3, batch_size=16, mini_batch_size=8)
     frozen = copy.deepcopy(smoke_world.reference)
-    model, reference = _models(smoke_world, config, torch.device("cpu"))
+    model, reference = build_models(smoke_world, config, torch.device("cpu"))
     base = {n: p.detach().clone() for n, p in model.policy.named_parameters() if "lora_" not in n}
     assert list(reference.parameters()) == []  # it holds no weights of its own
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -41,8 +41,10 @@ def test_the_adapter_off_reference_scores_as_a_frozen_copy_at_every_step(smoke_w
 
 
 def test_lora_holds_one_copy_of_the_base(smoke_world):
-    full, full_ref = _models(smoke_world, config_for(smoke_world.preset), torch.device("cpu"))
-    lora, lora_ref = _models(smoke_world, config_for(smoke_world.preset, lora_rank=4), torch.device("cpu"))
+    full, full_ref = build_models(smoke_world, config_for(smoke_world.preset), torch.device("cpu"))
+    lora, lora_ref = build_models(
+        smoke_world, config_for(smoke_world.preset, lora_rank=4), torch.device("cpu")
+    )
     held_full = _bytes(full.parameters()) + _bytes(full_ref.parameters())  # policy + value, reference
     held_lora = _bytes(lora.parameters()) + _bytes(lora_ref.parameters())  # base + adapters + value
     adapters = _bytes(p for n, p in lora.policy.named_parameters() if "lora_" in n)
