@@ -512,6 +512,7 @@ def train_student(
     measure = _Checkpoints(world, teacher_model, spec.seed, checkpoint_episodes(world, steps))
     start = student_start(world, spec.student)
     measure(0, start)
+    measure.seconds = 0.0  # the start is measured before training's clock starts
     if spec.method in ("kd", "sft"):
         return _on_teacher_samples(world, teacher_model, start, spec, steps, measure)
     if spec.method == "trl":

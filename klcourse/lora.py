@@ -12,6 +12,7 @@ does it in :mod:`klcourse.ppo`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 from torch import nn
@@ -47,7 +48,9 @@ def with_lora(policy: PreTrainedModel, rank: int) -> nn.Module:
 
     conv = any(isinstance(m, Conv1D) for m in policy.modules())  # GPT-2 stores its layers transposed
     config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, fan_in_fan_out=conv)
-    return get_peft_model(policy, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft calls transformers' deprecated names
+        return get_peft_model(policy, config)
 
 
 def held(modules: Iterable[nn.Module]) -> dict[str, int]:
