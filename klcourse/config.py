@@ -24,7 +24,7 @@ class WorldConfig:
     transformers of the same shape. Changing any field changes the artifact cache key, so the
     models are rebuilt.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
 
     n_embd: int
@@ -51,7 +51,7 @@ class WorldConfig:
 class Preset:
     """Sizes for one scale of the course. Every notebook and CLI reads its sizes from here.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
 
     name: str
@@ -180,7 +180,7 @@ PRESETS: dict[str, Preset] = {
 def pick_device() -> torch.device:
     """The first available of CUDA, Apple's MPS and the CPU.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     if torch.cuda.is_available():
         return torch.device("cuda")
@@ -196,7 +196,7 @@ def get_preset(name: str | None = None, device: torch.device | None = None) -> P
     With ``$KLCOURSE_SEED = s`` the world's seed and the sweep's seeds are shifted by ``s``
     (see :func:`with_seed`).
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     name = name or env_preset(PRESETS)
     if name is None:
@@ -211,7 +211,7 @@ def with_seed(preset: Preset, seed: int) -> Preset:
     """``preset`` with its world seed and its sweep seeds shifted by ``seed``: the presets are
     written for seed 0, and ``$KLCOURSE_SEED`` picks another.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     if seed == 0:
         return preset
@@ -225,6 +225,6 @@ def with_seed(preset: Preset, seed: int) -> Preset:
 def describe(preset: Preset, device: torch.device) -> str:
     """One line that a notebook prints so the reader knows what it ran with.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     return f"klcourse: device={device.type}, preset={preset.name}"

@@ -463,7 +463,7 @@ def _trl(
         disable_dropout=True,
         bf16=False,
         **no_checkpointing(DistillationConfig),
-        logging_steps=LOGGING_STEPS,
+        logging_steps=min(LOGGING_STEPS, max_steps),  # a short run logs too
         save_strategy="no",
         report_to="none",
         use_cpu=not torch.cuda.is_available(),

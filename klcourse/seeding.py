@@ -18,7 +18,7 @@ def course_seed() -> int:
     Every default seed is this number plus a fixed offset, so ``KLCOURSE_SEED=3`` re-runs the
     whole course — world, notebooks, PPO runs and sweeps — on seeds nobody tuned to.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     seed = env_seed()
     return DEFAULT_SEED if seed is None else seed
@@ -30,7 +30,7 @@ def set_seed(seed: int = DEFAULT_SEED) -> torch.Generator:
     Returns a fresh ``torch.Generator`` seeded the same way, for code that wants its own stream
     so that its results do not depend on what ran before it.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")

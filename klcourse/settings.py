@@ -21,14 +21,14 @@ CACHE_ENV = "KLCOURSE_CACHE"
 class SettingError(ValueError):
     """A bad environment variable or option value; the message names it, the value and what is allowed.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
 
 
 def env_preset(choices: Iterable[str]) -> str | None:
     """``$KLCOURSE_PRESET`` if set (it must be one of ``choices``), else ``None``.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     raw = os.environ.get(PRESET_ENV, "").strip()
     if not raw:
@@ -42,7 +42,7 @@ def env_preset(choices: Iterable[str]) -> str | None:
 def env_seed() -> int | None:
     """``$KLCOURSE_SEED`` if set (a non-negative integer), else ``None``.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     raw = os.environ.get(SEED_ENV, "").strip()
     if not raw:
@@ -56,7 +56,7 @@ def env_cache() -> Path:
     """``$KLCOURSE_CACHE``, else ``~/.cache/klcourse``: a folder that exists (it is created) and
     can be written to.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     raw = os.environ.get(CACHE_ENV, "").strip()
     path = Path(raw) if raw else Path.home() / ".cache" / "klcourse"
@@ -71,7 +71,7 @@ def env_cache() -> Path:
 def folder_problem(path: Path) -> str | None:
     """Why ``path`` cannot be a folder to write into (it is created if missing), or ``None``.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -86,7 +86,7 @@ def folder_problem(path: Path) -> str | None:
 def check_environment(presets: Iterable[str]) -> None:
     """Read every variable above once, raising :class:`SettingError` for the first bad one.
 
-    Used in notebooks 01–08.
+    Used in notebooks 01–09.
     """
     env_preset(presets)
     env_seed()
