@@ -74,7 +74,7 @@ from klcourse.world import World
 from klcourse.world.artifacts import cache_root, config_key, get_or_build
 from klcourse.world.core import library_bars_off
 from klcourse.world.loading import load_causal_lm
-from klcourse.world.training import no_checkpointing, unpatched
+from klcourse.world.training import quiet_trainer_args, unpatched
 
 Method = Literal["kd", "sft", "k1", "trl"]
 #: The teacher: PPO from the SFT model at notebook 06's best β by gold reward, on the preset's sizes.
@@ -460,17 +460,8 @@ def _trl(
         learning_rate=p.ppo_lr,
         lr_scheduler_type="constant",
         max_grad_norm=1.0,
-        disable_dropout=True,
-        bf16=False,
-        **no_checkpointing(DistillationConfig),
         logging_steps=min(LOGGING_STEPS, max_steps),  # a short run logs too
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        dataloader_num_workers=0,
+        **quiet_trainer_args(DistillationConfig, spec.seed),
     )
     student = copy.deepcopy(start).requires_grad_(True)
     prompts = world.prompts(max_steps * p.ppo_mini_batch_size, seed=prompt_seed(spec.seed, 0, 0))

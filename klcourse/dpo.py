@@ -45,7 +45,7 @@ from klcourse.trainers import evaluate
 from klcourse.world import World
 from klcourse.world.artifacts import cache_root, config_key
 from klcourse.world.core import library_bars_off
-from klcourse.world.training import no_checkpointing, reward_model_pairs, unpatched
+from klcourse.world.training import quiet_trainer_args, reward_model_pairs, unpatched
 
 Loss = Literal["sigmoid", "ipo"]
 #: Responses sampled from each policy to measure it (as notebook 07's comparison does).
@@ -259,17 +259,8 @@ def train_dpo(world: World, spec: DPOSpec, max_steps: int | None = None) -> DPOR
         learning_rate=p.ppo_lr,
         lr_scheduler_type="constant",
         max_length=p.world.n_positions,
-        disable_dropout=True,
-        bf16=False,
-        **no_checkpointing(DPOConfig),
         logging_steps=LOGGING_STEPS,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True,
-        seed=spec.seed,
-        data_seed=spec.seed,
-        dataloader_num_workers=0,
+        **quiet_trainer_args(DPOConfig, spec.seed),
     )
     model = copy.deepcopy(world.reference).requires_grad_(True)
     each_epoch = _EachEpoch(world, EVALUATION_SEED + spec.seed)

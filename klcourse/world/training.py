@@ -79,6 +79,27 @@ def no_checkpointing(config_class: type) -> dict[str, bool]:
     return {"activation_checkpointing" if renamed else "gradient_checkpointing": False}
 
 
+def quiet_trainer_args(config_class: type, seed: int) -> dict:
+    """The ``TrainingArguments`` a course run of a TRL trainer shares: float32 (no bf16), dropout off,
+    no checkpointing of activations or of the model, no reports, no progress bar, on the CPU unless
+    CUDA is present, ``seed`` for both the model and the data order, no data-loader workers.
+
+    Used in notebooks 08 and 09.
+    """
+    return {
+        "disable_dropout": True,
+        "bf16": False,
+        **no_checkpointing(config_class),
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": not torch.cuda.is_available(),
+        "disable_tqdm": True,
+        "seed": seed,
+        "data_seed": seed,
+        "dataloader_num_workers": 0,
+    }
+
+
 @dataclass(frozen=True)
 class Schedule:
     """How a model is trained: passes over the data, batch size, peak learning rate (cosine decay
