@@ -21,12 +21,13 @@ A teacher ``π_t`` and a student ``π_s`` over the same tokens. The student can 
     Machines' "On-Policy Distillation", 2025). One number per token, and it needs the teacher only
     to score the student's tokens.
   - ``trl``: TRL 1.16's ``DistillationTrainer`` (read from its source): the student samples, and
-    the loss is the generalized JSD per token over the whole vocabulary,
-    ``β·KL(π_t ‖ m) + (1 − β)·KL(π_s ‖ m)`` with ``m = β·π_t + (1 − β)·π_s``, averaged over tokens;
-    its ``beta`` (default 1.0) selects the divergence: 0 is the forward ``KL(π_t ‖ π_s)``, 1 the
-    reverse ``KL(π_s ‖ π_t)``, 0.5 the JSD. It is not a KL-penalty coefficient; there is no
-    reference model. Both of its βs here sample from the student, so β = 0 is the forward KL on
-    the *student's* samples.
+    the loss is a divergence per token over the whole vocabulary, averaged over the batch's tokens.
+    Its ``beta`` (default 1.0) selects it: for ``0 < β < 1`` the generalized JSD
+    ``β·KL(π_t ‖ m) + (1 − β)·KL(π_s ‖ m)`` with ``m = β·π_t + (1 − β)·π_s`` (0.5 is the JSD); at
+    the ends, computed as cases of their own, β = 0 is the forward ``KL(π_t ‖ π_s)`` and β = 1 the
+    reverse ``KL(π_s ‖ π_t)``. It is not a KL-penalty coefficient; there is no reference model.
+    Both of its βs here sample from the student, so β = 0 is the forward KL on the *student's*
+    samples.
 
 Every method gets the same budget as notebook 06's PPO runs: the preset's episodes (responses
 sampled, from the teacher or the student), PPO's optimiser (:func:`klcourse.ppo.adamw`) at the
@@ -366,7 +367,8 @@ class _Checkpoints:
             return
         t0 = time.perf_counter()
         was_training = student.training
-        with torch.random.fork_rng(devices=[]):
+        cuda = range(torch.cuda.device_count()) if self.world.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):  # measure_student reseeds every generator
             row = measure_student(self.world, self.teacher, student, self.seed)
         student.train(was_training)
         self.rows.append({"episodes": episodes, **row})
