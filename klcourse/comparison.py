@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from klcourse.config import Preset
 from klcourse.ppo import config_for, train
+from klcourse.stats import over_seeds
 from klcourse.sweep import load_result, provenance, remove_partial, world_key, write_result
 from klcourse.trainers import evaluate, train_trl
 from klcourse.world import World
@@ -211,12 +212,7 @@ def summarise(results: dict[str, dict]) -> pd.DataFrame:
     if not rows:
         raise ValueError("no runs to summarise")
     frame = pd.DataFrame(rows)
-    grouped = frame.groupby("label", sort=False)
-    out = grouped.size().rename("seeds").to_frame()
-    for col in frame.columns.drop("label"):
-        out[col] = grouped[col].mean()
-        out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
-    return out
+    return over_seeds(frame, "label", frame.columns.drop("label"))
 
 
 def table_text(table: pd.DataFrame, columns: dict[str, str]) -> str:

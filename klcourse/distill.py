@@ -50,7 +50,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import torch
 from datasets import Dataset
@@ -66,7 +65,7 @@ from klcourse.logprobs import (
 from klcourse.padding import padded_forward
 from klcourse.ppo import adamw, config_for, prompt_seed, train
 from klcourse.sampling import Rollout, sample
-from klcourse.stats import mean_and_se
+from klcourse.stats import mean_and_se, over_seeds
 from klcourse.sweep import LoRARunSpec, final_diversity, provenance, world_key, write_result
 from klcourse.sweep import run_one as run_sweep_one
 from klcourse.tools import interrupt
@@ -613,12 +612,9 @@ def summarise(results: dict[str, dict], episodes: int | None = None) -> pd.DataF
     if not rows:
         raise ValueError("no runs to summarise")
     frame = pd.DataFrame(rows)
-    grouped = frame.groupby(["label", "episodes"], sort=False)
-    out = grouped.size().rename("seeds").to_frame()
-    out["direction"] = grouped["direction"].first()
-    for col in frame.columns.drop(["label", "direction", "episodes"]):
-        out[col] = grouped[col].mean()
-        out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
+    keys = ["label", "episodes"]
+    out = over_seeds(frame, keys, frame.columns.drop([*keys, "direction"]))
+    out.insert(1, "direction", frame.groupby(keys, sort=False)["direction"].first())
     return out
 
 

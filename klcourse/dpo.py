@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -39,6 +38,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PrinterCallback, TrainerCallback
 
 from klcourse.ppo import adamw
+from klcourse.stats import over_seeds
 from klcourse.sweep import provenance, world_key, write_result
 from klcourse.tools import interrupt
 from klcourse.trainers import evaluate
@@ -321,10 +321,7 @@ def summarise(results: dict[str, dict], epoch: int | None = None) -> pd.DataFram
     if not rows:
         raise ValueError("no runs to summarise")
     frame = pd.DataFrame(rows)
-    grouped = frame.drop(columns="seed").groupby(["method", "beta", "epoch"], sort=True)
-    out = grouped.size().rename("seeds").to_frame()
+    keys = ["method", "beta", "epoch"]
     # a run's own standard errors (over its samples) are not averaged: the SE here is over seeds
-    for col in (c for c in frame.columns.drop(["method", "beta", "epoch", "seed"]) if not c.endswith("_se")):
-        out[col] = grouped[col].mean()
-        out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
-    return out.reset_index()
+    columns = [c for c in frame.columns.drop([*keys, "seed"]) if not c.endswith("_se")]
+    return over_seeds(frame, keys, columns, sort=True).reset_index()

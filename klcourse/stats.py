@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 
 def mean_and_se(values) -> tuple[float, float]:
@@ -35,6 +36,21 @@ def std_and_se(values) -> tuple[float, float]:
     s = float(v.std(ddof=1))
     kurtosis = m4 / m2**2 if m2 > 0 else 1.0
     return s, s * math.sqrt(max(kurtosis - 1.0, 0.0) / (4 * v.size))
+
+
+def over_seeds(frame: pd.DataFrame, keys, columns, sort: bool = False) -> pd.DataFrame:
+    """One row per group of ``frame``'s ``keys`` (one row per seed in each): ``seeds`` and, for each of
+    ``columns``, the mean over seeds and its standard error ``<column>_se = std/√seeds`` (0 for one
+    seed). ``sort`` orders the groups; by default they keep the order first seen.
+
+    Used in notebooks 06–09, in every table of runs over seeds.
+    """
+    grouped = frame.groupby(keys, sort=sort)
+    out = grouped.size().rename("seeds").to_frame()
+    for col in columns:
+        out[col] = grouped[col].mean()
+        out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
+    return out
 
 
 def _samples(values) -> np.ndarray:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from klcourse.config import Preset
 from klcourse.diversity import Diversity, measure
 from klcourse.ppo import PPOConfig, PPOResult, config_for, train
+from klcourse.stats import over_seeds
 from klcourse.world import BUILD_VERSION, load_world
 from klcourse.world.artifacts import cache_root, config_key, write_atomic
 from klcourse.world.protocol import RLWorld
@@ -445,12 +446,9 @@ def _per_beta(results: dict[str, dict], part: str, columns: tuple[str, ...]) -> 
     ]
     if not rows:
         raise ValueError(f"no fixed-β runs with a {part} to summarise")
-    grouped = pd.DataFrame(rows).groupby("beta")
-    out = grouped.size().rename("seeds").to_frame()
-    for col in (c for c in columns if c in grouped.obj):  # a hub world's runs may have no gold reward
-        out[col] = grouped[col].mean()
-        out[f"{col}_se"] = grouped[col].std(ddof=1).fillna(0.0) / np.sqrt(out["seeds"])
-    return out.reset_index()
+    frame = pd.DataFrame(rows)
+    present = [c for c in columns if c in frame]  # a hub world's runs may have no gold reward
+    return over_seeds(frame, "beta", present, sort=True).reset_index()
 
 
 def table_text(table: pd.DataFrame) -> str:
