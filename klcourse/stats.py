@@ -43,7 +43,7 @@ def over_seeds(frame: pd.DataFrame, keys, columns, sort: bool = False) -> pd.Dat
     ``columns``, the mean over seeds and its standard error ``<column>_se = std/√seeds`` (0 for one
     seed). ``sort`` orders the groups; by default they keep the order first seen.
 
-    Used in notebooks 06–09, in every table of runs over seeds.
+    Used in notebooks 06–09.
     """
     grouped = frame.groupby(keys, sort=sort)
     out = grouped.size().rename("seeds").to_frame()
