@@ -23,6 +23,7 @@ scoring the same tokens, the KL to the reference both as a per-sequence sum and 
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import tempfile
 import time
@@ -40,6 +41,7 @@ from klcourse.sampling import sample
 from klcourse.stats import mean_and_se
 from klcourse.world import MAX_RESPONSE_TOKENS, World
 from klcourse.world.annotator import bias_exposure
+from klcourse.world.loading import from_pretrained_kwargs
 from klcourse.world.protocol import RLWorld
 from klcourse.world.training import no_checkpointing, unpatched
 
@@ -171,8 +173,6 @@ def train_trl(
 
     Taught in notebook 07.
     """
-    from trl import GRPOTrainer, RLOOTrainer
-
     rounds = max(1, episodes // batch)
     args = trl_config(
         algorithm,
@@ -187,18 +187,8 @@ def train_trl(
         kl_correction=kl_correction,
         scale_rewards=scale_rewards,
     )
-    trainer_class = RLOOTrainer if algorithm == "rloo" else GRPOTrainer
     prompts = world.prompts(rounds * batch // generations * 2, seed=seed + 123)
-    model = copy.deepcopy(world.reference).requires_grad_(True)
-    trainer = trainer_class(
-        model=model,
-        reward_funcs=proxy_reward_function(world),
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": prompts}),
-        processing_class=world.tokenizer,
-        optimizers=(adamw(model.parameters(), lr), None),
-        callbacks=callbacks,
-    )
+    trainer = _trl_trainer(world, algorithm, args, prompts, lr, callbacks)
     trainer.remove_callback(PrinterCallback)
     t0 = time.perf_counter()
     with warnings.catch_warnings():  # TRL calls transformers' deprecated checkpointing names
@@ -211,6 +201,35 @@ def train_trl(
     }
     policy = unpatched(trainer.model).eval()
     return TRLRun(algorithm, beta, policy, trainer.state.log_history, seconds, settings)
+
+
+def _trl_trainer(
+    world: World, algorithm: Algorithm, args, prompts: list[str], lr: float, callbacks: list | None
+):
+    """TRL's RLOO or GRPO trainer of a copy of the world's SFT model on ``prompts``, with PPO's optimiser
+    and the reference model loaded as the course loads models (:func:`from_pretrained_kwargs`)."""
+    from trl import GRPOTrainer, RLOOTrainer
+
+    # TRL loads its reference model from the policy's folder with model_init_kwargs; it also warns that
+    # they are ignored, because the policy is passed loaded, and that one warning is silenced
+    args.model_init_kwargs = from_pretrained_kwargs(world.reference.config._name_or_path)
+    trainer_class = RLOOTrainer if algorithm == "rloo" else GRPOTrainer
+    model = copy.deepcopy(world.reference).requires_grad_(True)
+    trl_logger = logging.getLogger(trainer_class.__module__)
+    level = trl_logger.level
+    trl_logger.setLevel(logging.ERROR)
+    try:
+        return trainer_class(
+            model=model,
+            reward_funcs=proxy_reward_function(world),
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": prompts}),
+            processing_class=world.tokenizer,
+            optimizers=(adamw(model.parameters(), lr), None),
+            callbacks=callbacks,
+        )
+    finally:
+        trl_logger.setLevel(level)
 
 
 @torch.no_grad()

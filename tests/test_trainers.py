@@ -39,6 +39,22 @@ def test_trl_trainers_train_on_the_world(smoke_world, algorithm, beta):
     assert stats["kl_sequence"] == pytest.approx(stats["kl_token"] * stats["tokens_per_response"], rel=1e-6)
 
 
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+def test_trl_loads_its_reference_as_the_course_loads_the_policy(smoke_world, algorithm):
+    """TRL loads its own reference model from the policy's folder: with the course's loading
+    arguments (GELU as one kernel) it computes exactly the policy's function at the start."""
+    from klcourse.trainers import _trl_trainer
+
+    settings = dict(beta=0.1, rounds=1, batch=16, mini_batch=8, epochs=1, lr=1e-4, generations=4, seed=0)
+    args = trl_config(algorithm, **settings)
+    trainer = _trl_trainer(smoke_world, algorithm, args, smoke_world.prompts(8, seed=0), 1e-4, None)
+    ids = torch.randint(3, len(smoke_world.tokenizer), (4, 10))
+    with torch.no_grad():  # the backbones: TRL patches both models' LM heads
+        policy = trainer.model.base_model(input_ids=ids).last_hidden_state
+        reference = trainer.ref_model.base_model(input_ids=ids).last_hidden_state
+    assert torch.equal(policy, reference)
+
+
 def test_the_reference_is_at_kl_zero_from_itself(smoke_world):
     stats = evaluate(smoke_world, smoke_world.reference, n=32)
     assert stats["kl_sequence"] == 0 and stats["kl_token"] == 0 and stats["kl_forward"] == 0

@@ -263,3 +263,27 @@ def test_per_token_kl_masks_and_validates():
     torch.testing.assert_close(per_token_kl(lp, lq, mask, "k2"), torch.tensor([[0.125, 0.5, 0.0]]))
     with pytest.raises(ValueError, match="estimator must be one of k1, k2, k3"):
         per_token_kl(lp, lq, mask, "k4")
+
+
+
+def test_models_load_with_gelu_as_one_kernel_computing_the_same_function(tmp_path):
+    from transformers import GPT2ForSequenceClassification
+    from transformers.activations import GELUTanh, NewGELUActivation
+
+    from klcourse.world.loading import load_causal_lm, load_reward_model
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=31, n_positions=16, n_embd=32, n_layer=2, n_head=2, num_labels=1)
+    config.pad_token_id = 0
+    ids = torch.randint(1, 31, (4, 12))
+    for saved, load, output in [
+        (GPT2LMHeadModel(config), load_causal_lm, "logits"),
+        (GPT2ForSequenceClassification(config), load_reward_model, "logits"),
+    ]:
+        saved.eval().save_pretrained(tmp_path / type(saved).__name__)
+        loaded = load(tmp_path / type(saved).__name__).eval()
+        assert isinstance(saved.transformer.h[0].mlp.act, NewGELUActivation)
+        assert all(isinstance(block.mlp.act, GELUTanh) for block in loaded.transformer.h)
+        with torch.no_grad():
+            a, b = getattr(saved(ids), output), getattr(loaded(ids), output)
+        assert (a - b).abs().max() < 1e-5, "the same function, up to rounding"

@@ -144,8 +144,8 @@ class Throughput:
 def ppo_throughput(world: World, config: PPOConfig, steps: int) -> tuple[Throughput, dict[str, float]]:
     """klcourse PPO at ``config`` for ``steps`` measured steps after one warm-up step: the
     throughput over the measured steps' wall time (metrics included), and each phase's share of it
-    (:class:`klcourse.timing.Laps`: generate, policy, reference, score, kl, update; ``other`` is the
-    per-step metrics)."""
+    (:class:`klcourse.timing.Laps`: generate, policy, reference, score, kl, advantages, update;
+    ``other`` is the per-step metrics)."""
     from klcourse.ppo import train
 
     m = train(world, replace(config, steps=steps + 1), progress=False, data_parallel=False).metrics

@@ -9,6 +9,14 @@ package installed (transformers depends on it) ``model.train()``/``model.eval()`
 fetch compiled layers from the Hugging Face Hub: a download at run time, and offline an error.
 Every model here loads with :data:`FROM_PRETRAINED`, which turns them off: the model runs
 transformers' own PyTorch code, the same on every device.
+
+GPT-2's activation, the tanh approximation of GELU, is ``gelu_new`` in its config: transformers'
+``NewGELUActivation``, seven elementwise operations, each a pass over memory, in the forward pass
+and more in the backward. ``gelu_pytorch_tanh`` is the same formula as one torch kernel
+(``torch.nn.functional.gelu(x, approximate="tanh")``); transformers documents it as "equivalent to
+NewGELU … but much faster … not an exact numerical match due to rounding errors" (≈1e-7). Every
+model here loads with it (:func:`from_pretrained_kwargs`), so that the elementwise passes do not
+dominate the small models' forward and backward passes on a CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -25,6 +34,27 @@ from transformers import (
 
 #: Keyword arguments of every model's ``from_pretrained``: float32 weights, no Hub kernels.
 FROM_PRETRAINED = {"dtype": "float32", "use_kernels": False}
+
+#: Activations loaded as one torch kernel computing the same formula (see the module doc).
+ONE_KERNEL_ACTIVATIONS = {"gelu_new": "gelu_pytorch_tanh"}
+
+
+def from_pretrained_kwargs(name_or_path: str | Path) -> dict:
+    """The keyword arguments of ``from_pretrained`` for the model at ``name_or_path``:
+    :data:`FROM_PRETRAINED`, and for each activation its config names (``activation_function``,
+    ``hidden_act``) that :data:`ONE_KERNEL_ACTIVATIONS` has, the one-kernel name; from_pretrained
+    sets config attributes it is given. TRL's trainers load their reference models with the same
+    (``model_init_kwargs``).
+
+    Used in notebooks 03 and 07.
+    """
+    config = AutoConfig.from_pretrained(str(name_or_path))
+    faster = {
+        name: ONE_KERNEL_ACTIVATIONS[value]
+        for name in ("activation_function", "hidden_act")
+        if (value := getattr(config, name, None)) in ONE_KERNEL_ACTIVATIONS
+    }
+    return FROM_PRETRAINED | faster
 
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
@@ -41,11 +71,11 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
 
 def load_causal_lm(name_or_path: str | Path) -> PreTrainedModel:
     """A causal language model (policy or reference) by hub name or local folder, in float32, with
-    transformers' own layers (:data:`FROM_PRETRAINED`).
+    transformers' own layers, GELU as one kernel (:func:`from_pretrained_kwargs`).
 
     Taught in notebook 03.
     """
-    return AutoModelForCausalLM.from_pretrained(str(name_or_path), **FROM_PRETRAINED)
+    return AutoModelForCausalLM.from_pretrained(str(name_or_path), **from_pretrained_kwargs(name_or_path))
 
 
 def load_reward_model(name_or_path: str | Path, label: int | None = None) -> PreTrainedModel:
@@ -55,7 +85,8 @@ def load_reward_model(name_or_path: str | Path, label: int | None = None) -> Pre
 
     Taught in notebook 03.
     """
-    model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), **FROM_PRETRAINED)
+    kwargs = from_pretrained_kwargs(name_or_path)
+    model = AutoModelForSequenceClassification.from_pretrained(str(name_or_path), **kwargs)
     labels = model.config.num_labels
     if label is None and labels != 1:
         names = ", ".join(f"{i} = {n}" for i, n in sorted(model.config.id2label.items()))
