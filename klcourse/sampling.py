@@ -7,12 +7,14 @@ including the first ``<eos>`` (the tokens whose log-probabilities and KL count).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from klcourse.padding import position_ids
 from klcourse.world.grammar import Grammar
 
 
@@ -80,6 +82,65 @@ def response_mask(response_ids: torch.Tensor, eos_id: int | list[int]) -> tuple[
 
 
 @torch.no_grad()
+def draw_tokens(
+    policy: PreTrainedModel,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    eos_token_id: int | list[int],
+    pad_token_id: int,
+) -> torch.Tensor:
+    """The tokens ``[B, ≤ max_new_tokens]`` that the policy draws after left-padded prompts, one at a
+    time from ``softmax(logits / T)`` (renormalised on :func:`klcourse.logprobs.top_p_kept`'s set if
+    ``top_p < 1``) with ``torch.multinomial`` on torch's global generator, reusing the keys and
+    values of earlier positions (a ``DynamicCache``), positions from the attention mask. A row that
+    has drawn an end token gets ``pad_token_id`` after it; drawing stops when every row has ended.
+
+    The loop of transformers' ``generate(do_sample=True)``, the same draws from the same generator
+    state, without the logits processors a model's ``generation_config`` may add (a repetition
+    penalty, top-k): the sampled distribution is exactly the one the log-probabilities score.
+    (:func:`sample` draws with it.)
+
+    Used in notebooks 03–07.
+    """
+    from transformers import DynamicCache
+
+    from klcourse.logprobs import top_p_kept
+
+    ends = torch.as_tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
+    ends = ends.to(prompt_ids.device)
+    cache = DynamicCache(config=policy.config)
+    mask = prompt_mask
+    positions = position_ids(prompt_mask)
+    inputs = prompt_ids
+    unfinished = torch.ones(len(prompt_ids), dtype=torch.long, device=prompt_ids.device)
+    drawn = []
+    for _ in range(max_new_tokens):
+        out = policy(
+            input_ids=inputs,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+        )
+        scores = out.logits[:, -1, :].float() / temperature
+        if top_p < 1:
+            scores = scores.masked_fill(~top_p_kept(scores, top_p), -math.inf)
+        token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        token = token * unfinished + pad_token_id * (1 - unfinished)
+        drawn.append(token)
+        unfinished = unfinished & ~torch.isin(token, ends)
+        if not unfinished.any():
+            break
+        inputs = token[:, None]
+        mask = torch.cat([mask, mask.new_ones(len(mask), 1)], dim=1)
+        positions = positions[:, -1:] + 1
+    return torch.stack(drawn, dim=1)
+
+
+@torch.no_grad()
 def sample(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -107,20 +168,19 @@ def sample(
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
     device = next(policy.parameters()).device
     enc = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-    out = policy.generate(
-        **enc,
-        do_sample=True,
-        temperature=temperature,
-        top_k=0,
-        top_p=top_p,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=eos,
+    drawn = draw_tokens(
+        policy,
+        enc["input_ids"],
+        enc["attention_mask"],
+        max_new_tokens,
+        temperature,
+        top_p,
+        eos,
+        tokenizer.pad_token_id,
     )
-    response_ids = out[:, enc["input_ids"].shape[1] :]
-    mask, ended = response_mask(response_ids, eos)
+    mask, ended = response_mask(drawn, eos)
     ends = set(eos if isinstance(eos, list) else [eos])
-    response_ids = torch.where(mask.bool(), response_ids, tokenizer.pad_token_id)
+    response_ids = torch.where(mask.bool(), drawn, tokenizer.pad_token_id)
     words = []
     for row, m in zip(response_ids, mask, strict=True):
         ids = row[m.bool()].tolist()

@@ -12,6 +12,7 @@ from klcourse.ppo import (
     AdaptiveKLController,
     PPOConfig,
     adjusted_reward,
+    clip_gradients,
     config_for,
     explained_variance,
     gae,
@@ -332,3 +333,19 @@ def test_trusted_frontier_stops_at_the_first_point_that_fails_the_rule():
         optimal.snis_split_error(np.array([0.0, 1.0, 2.0]), [1.0], groups=np.array([0, 0, 1]))
     with pytest.raises(ValueError, match="splits must be at least 1"):
         optimal.snis_split_error(r, [1.0], groups=groups, splits=0)
+
+
+@pytest.mark.parametrize("scale", [3.0, 0.01])
+def test_clip_gradients_is_torchs_rule_over_all_gradients(scale):
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(n)) for n in (3, 50, 7)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for p, q in zip(ours, theirs, strict=True):
+        p.grad = torch.randn_like(p) * scale
+        q.grad = p.grad.clone()
+    norm = clip_gradients(ours, 1.0)
+    assert norm.item() == pytest.approx(torch.nn.utils.clip_grad_norm_(theirs, 1.0).item(), rel=1e-6)
+    for p, q in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7)
+    total = torch.linalg.vector_norm(torch.cat([p.grad for p in ours]))
+    assert total.item() == pytest.approx(min(1.0, norm.item()), rel=1e-5), "clipped to 1, or left alone"

@@ -116,6 +116,41 @@ def test_top_p_kept_matches_transformers(top_p):
     assert torch.equal(top_p_kept(logits, top_p), torch.isfinite(warped))
 
 
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.8)])
+def test_sample_draws_what_generate_draws(smoke_world, temperature, top_p):
+    """The course's sampling loop and transformers' ``generate(do_sample=True)`` make the same
+    draws from the same generator state: the same tokens, up to and including each first <eos>."""
+    tok, prompts = smoke_world.tokenizer, smoke_world.prompts(48, seed=3)
+    eos = smoke_world.eos_token_ids
+    torch.manual_seed(11)
+    rollout = sample(
+        smoke_world.reference,
+        tok,
+        prompts,
+        max_new_tokens=12,
+        temperature=temperature,
+        top_p=top_p,
+        eos_token_id=eos,
+    )
+    torch.manual_seed(11)
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    out = smoke_world.reference.generate(
+        **enc,
+        do_sample=True,
+        temperature=temperature,
+        top_k=0,
+        top_p=top_p,
+        max_new_tokens=12,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=eos,
+    )
+    theirs = out[:, enc["input_ids"].shape[1] :]
+    m = rollout.response_mask.bool()
+    assert theirs.shape == rollout.response_ids.shape
+    assert torch.equal(theirs[m], rollout.response_ids[m])
+    assert rollout.ended.any() and m.sum() > 48
+
+
 def test_top_p_samples_stay_in_the_kept_set(smoke_world):
     torch.manual_seed(0)
     rollout = sample(

@@ -265,7 +265,6 @@ def test_per_token_kl_masks_and_validates():
         per_token_kl(lp, lq, mask, "k4")
 
 
-
 def test_models_load_with_gelu_as_one_kernel_computing_the_same_function(tmp_path):
     from transformers import GPT2ForSequenceClassification
     from transformers.activations import GELUTanh, NewGELUActivation
