@@ -266,3 +266,17 @@ def test_the_installed_klcourse_script_has_every_readme_command():
     assert commands <= set(listed), commands - set(listed)
     bad = subprocess.run([script, "sweep", "--betas", "-1"], capture_output=True, text=True, cwd=ROOT)
     assert_one_line(bad, 2, "klcourse sweep", "--betas", "'-1'")
+
+
+def test_the_throughput_report_gives_medians_ranges_the_ratio_and_phase_times():
+    from klcourse.tools.bench import Throughput, ThroughputComparison
+
+    ppo = [Throughput("klcourse PPO", 640, s) for s in (1.0, 2.0, 1.25)]  # 640, 320, 512 episodes/s
+    rloo = [Throughput("TRL RLOOTrainer", 640, s) for s in (2.0, 1.6, 1.0)]  # 320, 400, 640
+    shares = [{"generate": g, "update": 1 - g} for g in (0.2, 0.3, 0.25)]
+    report = " ".join(ThroughputComparison(ppo, rloo, shares, [], batch_size=64).report().split())
+    assert "klcourse PPO 512.0 episodes/s (min 320.0, max 640.0)" in report
+    assert "TRL RLOOTrainer 400.0 episodes/s (min 320.0, max 640.0)" in report
+    assert "PPO / RLOO: 1.28" in report and "TRL 1.12" not in report
+    # the median step is 64 / 512 s = 125 ms; the median generate share 25 % of it
+    assert "PPO's step, 125 ms" in report and "generate 25% (31.2 ms), update 75% (93.8 ms)" in report

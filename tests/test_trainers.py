@@ -116,10 +116,10 @@ def test_top_p_kept_matches_transformers(top_p):
     assert torch.equal(top_p_kept(logits, top_p), torch.isfinite(warped))
 
 
-@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.7, 1.0), (1.3, 0.8)])
-def test_sample_draws_what_generate_draws(smoke_world, temperature, top_p):
+def test_sample_draws_what_generate_draws_with_top_p(smoke_world, temperature=1.3, top_p=0.8):
     """The course's sampling loop and transformers' ``generate(do_sample=True)`` make the same
-    draws from the same generator state: the same tokens, up to and including each first <eos>."""
+    draws from the same generator state, top-p and temperature included: the same tokens, up to and
+    including each first <eos>, and as many steps (without top-p: tests/test_padding.py)."""
     tok, prompts = smoke_world.tokenizer, smoke_world.prompts(48, seed=3)
     eos = smoke_world.eos_token_ids
     torch.manual_seed(11)

@@ -220,12 +220,13 @@ def _median_rate(runs: list[Throughput]) -> float:
 @dataclass(frozen=True)
 class ThroughputComparison:
     """PPO, RLOO (and TRL 1.12's PPO, if measured) run in turn: each repeat's :class:`Throughput`
-    per side, and PPO's phase shares in each repeat."""
+    per side, PPO's phase shares in each repeat, and the episodes per PPO step."""
 
     ppo: list[Throughput]
     rloo: list[Throughput]
     ppo_shares: list[dict[str, float]]
     trl_ppo: list[Throughput]
+    batch_size: int
 
     @property
     def ratio(self) -> float:
@@ -238,7 +239,8 @@ class ThroughputComparison:
         return _median_rate(self.ppo) / _median_rate(self.trl_ppo) if self.trl_ppo else float("nan")
 
     def report(self) -> str:
-        """Median and min–max per side, the ratio of medians, and PPO's median share per phase."""
+        """Median and min–max per side, the ratio of medians, and PPO's median share per phase, with
+        the milliseconds it makes of the step time at PPO's median rate."""
 
         def line(runs: list[Throughput]) -> str:
             rates = [t.episodes_per_s for t in runs]
@@ -247,13 +249,14 @@ class ThroughputComparison:
                 f"(min {min(rates):.1f}, max {max(rates):.1f})"
             )
 
-        phases = self.ppo_shares[0].keys()
-        shares = ", ".join(f"{k} {statistics.median(s[k] for s in self.ppo_shares):.0%}" for k in phases)
+        step_s = self.batch_size / _median_rate(self.ppo)
+        medians = {k: statistics.median(s[k] for s in self.ppo_shares) for k in self.ppo_shares[0]}
+        shares = ", ".join(f"{k} {v:.0%} ({v * step_s * 1e3:.1f} ms)" for k, v in medians.items())
         lines = [line(self.ppo), line(self.rloo)] + ([line(self.trl_ppo)] if self.trl_ppo else [])
         lines.append(f"  ratio of medians, PPO / RLOO: {self.ratio:.2f} episodes/s")
         if self.trl_ppo:
             lines.append(f"  ratio of medians, PPO / TRL 1.12 PPO: {self.ratio_trl_ppo:.2f} episodes/s")
-        lines.append(f"  PPO's step time by phase (median over repeats): {shares}")
+        lines.append(f"  PPO's step, {step_s * 1e3:.0f} ms, by phase (median share over repeats): {shares}")
         return "\n".join(lines)
 
 
@@ -274,7 +277,7 @@ def compare_throughput(
         rloo.append(rloo_throughput(world, config, steps))
         if trl_ppo_python is not None:
             trl_ppo.append(trl_ppo_throughput(trl_ppo_python, world.preset.name, steps, threads))
-    return ThroughputComparison(ppo, rloo, shares, trl_ppo)
+    return ThroughputComparison(ppo, rloo, shares, trl_ppo, config.batch_size)
 
 
 def update_stability(

@@ -15,7 +15,8 @@ each is handled here:
   with other tokens (a chat model's end-of-turn); a response ends at any of them.
 * **Sampling options in a model's generation config** (``top_k``, ``repetition_penalty``, …) would
   make ``generate`` sample from another distribution than the π whose log-probs PPO uses; the
-  reference gets a plain generation config, and sampling reads only what the course passes.
+  course's sampler reads none of them (:func:`klcourse.sampling.draw_tokens`), and the reference
+  gets a plain generation config for TRL's trainers, which call ``generate``.
 * **A reward model with its own tokenizer**: each response is decoded together with its prompt
   (a SentencePiece tokenizer drops a response's leading space when it is decoded alone), joined to
   the question (through the reward tokenizer's chat template when it has one, as a user turn and an
