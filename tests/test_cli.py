@@ -268,7 +268,7 @@ def test_the_installed_klcourse_script_has_every_readme_command():
     assert_one_line(bad, 2, "klcourse sweep", "--betas", "'-1'")
 
 
-def test_the_throughput_report_gives_medians_ranges_the_ratio_and_phase_times():
+def test_the_throughput_report_gives_medians_ranges_both_ratios_and_phase_times():
     from klcourse.tools.bench import Throughput, ThroughputComparison
 
     ppo = [Throughput("klcourse PPO", 640, s) for s in (1.0, 2.0, 1.25)]  # 640, 320, 512 episodes/s
@@ -277,6 +277,8 @@ def test_the_throughput_report_gives_medians_ranges_the_ratio_and_phase_times():
     report = " ".join(ThroughputComparison(ppo, rloo, shares, [], batch_size=64).report().split())
     assert "klcourse PPO 512.0 episodes/s (min 320.0, max 640.0)" in report
     assert "TRL RLOOTrainer 400.0 episodes/s (min 320.0, max 640.0)" in report
-    assert "PPO / RLOO: 1.28" in report and "TRL 1.12" not in report
+    assert "PPO / RLOO, episodes/s: ratio of medians 1.28;" in report and "TRL 1.12" not in report
+    # the repeats' own ratios are 2.0, 0.8 and 0.8
+    assert "each repeat's own ratio: median 0.80 (min 0.80, max 2.00)" in report
     # the median step is 64 / 512 s = 125 ms; the median generate share 25 % of it
     assert "PPO's step, 125 ms" in report and "generate 25% (31.2 ms), update 75% (93.8 ms)" in report

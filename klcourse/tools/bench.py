@@ -217,6 +217,10 @@ def _median_rate(runs: list[Throughput]) -> float:
     return statistics.median(t.episodes_per_s for t in runs)
 
 
+def _paired(ppo: list[Throughput], other: list[Throughput]) -> list[float]:
+    return [p.episodes_per_s / o.episodes_per_s for p, o in zip(ppo, other, strict=True)]
+
+
 @dataclass(frozen=True)
 class ThroughputComparison:
     """PPO, RLOO (and TRL 1.12's PPO, if measured) run in turn: each repeat's :class:`Throughput`
@@ -238,9 +242,27 @@ class ThroughputComparison:
         """Median PPO episodes/s over median TRL 1.12 PPOTrainer episodes/s (NaN if not measured)."""
         return _median_rate(self.ppo) / _median_rate(self.trl_ppo) if self.trl_ppo else float("nan")
 
+    @property
+    def paired_ratios(self) -> list[float]:
+        """Each repeat's PPO episodes/s over those of the RLOO run right after it: a slow spell of the
+        machine that spans both runs of a repeat cancels in its ratio, where it moves one side's median."""
+        return _paired(self.ppo, self.rloo)
+
+    @property
+    def paired_ratios_trl_ppo(self) -> list[float]:
+        """Each repeat's PPO episodes/s over those of its TRL 1.12 PPOTrainer run (empty if not measured)."""
+        return _paired(self.ppo, self.trl_ppo) if self.trl_ppo else []
+
     def report(self) -> str:
-        """Median and min–max per side, the ratio of medians, and PPO's median share per phase, with
-        the milliseconds it makes of the step time at PPO's median rate."""
+        """Median and min–max per side, the ratio of medians, the median and min–max of the repeats'
+        own ratios, and PPO's median share per phase, with the milliseconds it makes of the step time
+        at PPO's median rate."""
+
+        def ratios(name: str, of_medians: float, paired: list[float]) -> str:
+            return (
+                f"  PPO / {name}, episodes/s: ratio of medians {of_medians:.2f}; each repeat's own ratio: "
+                f"median {statistics.median(paired):.2f} (min {min(paired):.2f}, max {max(paired):.2f})"
+            )
 
         def line(runs: list[Throughput]) -> str:
             rates = [t.episodes_per_s for t in runs]
@@ -253,9 +275,9 @@ class ThroughputComparison:
         medians = {k: statistics.median(s[k] for s in self.ppo_shares) for k in self.ppo_shares[0]}
         shares = ", ".join(f"{k} {v:.0%} ({v * step_s * 1e3:.1f} ms)" for k, v in medians.items())
         lines = [line(self.ppo), line(self.rloo)] + ([line(self.trl_ppo)] if self.trl_ppo else [])
-        lines.append(f"  ratio of medians, PPO / RLOO: {self.ratio:.2f} episodes/s")
+        lines.append(ratios("RLOO", self.ratio, self.paired_ratios))
         if self.trl_ppo:
-            lines.append(f"  ratio of medians, PPO / TRL 1.12 PPO: {self.ratio_trl_ppo:.2f} episodes/s")
+            lines.append(ratios("TRL 1.12 PPO", self.ratio_trl_ppo, self.paired_ratios_trl_ppo))
         lines.append(f"  PPO's step, {step_s * 1e3:.0f} ms, by phase (median share over repeats): {shares}")
         return "\n".join(lines)
 
@@ -330,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--steps", type=cli.positive_int, default=20, help="measured steps per repeat (plus one warm-up)"
     )
-    p.add_argument("--repeats", type=cli.positive_int, default=5, help="alternating repeats of each side")
+    p.add_argument("--repeats", type=cli.positive_int, default=7, help="alternating repeats of each side")
     p.add_argument("--threads", type=cli.positive_int, help="torch threads for every side (default: torch's)")
     p.add_argument(
         "--trl-ppo-python",
