@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
+from klcourse import gpt2
+
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Each token's position among its text's real tokens, ``p_t = (Σ_{s ≤ t} m_s) − 1``, and 0 at
@@ -28,13 +30,12 @@ def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
 def padded_forward(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor):
     """``model(input_ids, attention_mask, position_ids)`` with :func:`position_ids` from the mask:
     the output for each text is the one it gets alone, unpadded. Works for a causal LM, a
-    sequence classifier or a bare transformer (``model.base_model``).
+    sequence classifier or a bare transformer (``model.base_model``); a plain GPT-2 is run by
+    :func:`klcourse.gpt2.forward`, the same numbers without transformers' per-call machinery.
 
     Taught in notebooks 03 and 05.
     """
-    return model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask)
-    )
+    return gpt2.forward(model, input_ids, attention_mask, position_ids(attention_mask))
 
 
 def last_real_index(attention_mask: torch.Tensor) -> torch.Tensor:

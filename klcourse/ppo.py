@@ -46,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
+from klcourse import gpt2
 from klcourse.config import Preset
 from klcourse.kl import check_estimator, k2
 from klcourse.logprobs import entropy, gather_logprobs, per_token_kl, response_positions
@@ -314,12 +315,8 @@ class PolicyAndValue(nn.Module):
         """Logits ``[B, L, V]`` of the policy and values ``[B, L]`` at every position, both with
         positions from the attention mask (:func:`klcourse.padding.position_ids`)."""
         positions = position_ids(attention_mask)
-        logits = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
-        ).logits
-        hidden = self.value_backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions
-        ).last_hidden_state
+        logits = gpt2.forward(self.policy, input_ids, attention_mask, positions).logits
+        hidden = gpt2.forward(self.value_backbone, input_ids, attention_mask, positions).last_hidden_state
         return logits, self.value_head(hidden).squeeze(-1)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from klcourse import gpt2
 from klcourse.padding import position_ids
 from klcourse.world.grammar import Grammar
 
@@ -95,8 +96,9 @@ def draw_tokens(
     """The tokens ``[B, ≤ max_new_tokens]`` that the policy draws after left-padded prompts, one at a
     time from ``softmax(logits / T)`` (renormalised on :func:`klcourse.logprobs.top_p_kept`'s set if
     ``top_p < 1``) with ``torch.multinomial`` on torch's global generator, reusing the keys and
-    values of earlier positions (a ``DynamicCache``), positions from the attention mask. A row that
-    has drawn an end token gets ``pad_token_id`` after it; drawing stops when every row has ended.
+    values of earlier positions (:func:`klcourse.gpt2.cached_forward`), positions from the attention
+    mask. A row that has drawn an end token gets ``pad_token_id`` after it; drawing stops when every
+    row has ended.
 
     The loop of transformers' ``generate(do_sample=True)``, the same draws from the same generator
     state, without the logits processors a model's ``generation_config`` may add (a repetition
@@ -105,27 +107,18 @@ def draw_tokens(
 
     Used in notebooks 03–07.
     """
-    from transformers import DynamicCache
-
     from klcourse.logprobs import top_p_kept
 
     ends = torch.as_tensor(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
     ends = ends.to(prompt_ids.device)
-    cache = DynamicCache(config=policy.config)
+    step = gpt2.cached_forward(policy)
     mask = prompt_mask
     positions = position_ids(prompt_mask)
     inputs = prompt_ids
     unfinished = torch.ones(len(prompt_ids), dtype=torch.long, device=prompt_ids.device)
     drawn = []
     for _ in range(max_new_tokens):
-        out = policy(
-            input_ids=inputs,
-            attention_mask=mask,
-            position_ids=positions,
-            cache=cache,
-            use_cache=True,
-        )
-        scores = out.logits[:, -1, :].float() / temperature
+        scores = step(inputs, mask, positions)[:, -1, :].float() / temperature
         if top_p < 1:
             scores = scores.masked_fill(~top_p_kept(scores, top_p), -math.inf)
         token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
