@@ -2,20 +2,21 @@
 the same order, so the same numbers to the last bit (and the same gradients).
 
 The course's models are small (laptop preset: 2 layers of width 64), and a forward pass of
-transformers' ``GPT2Model`` spends a good part of its time (about a third, for a minibatch of 16 on
-2 CPU cores) in Python around its kernels: keyword handling, output capture, building the attention
-mask through mask functions. PPO runs one forward per minibatch of each of two models, plus one of
-each model per rollout and one per sampled token, so :func:`forward` calls the model's own
-submodules directly (embeddings, layer norms, ``Conv1D`` projections, MLP, dropouts) and
-``scaled_dot_product_attention`` with the arguments transformers' ``sdpa`` attention passes it: the
-causal-and-padding mask, or none and ``is_causal`` when nothing is padded (as ``masking_utils``
-skips the mask then), and each layer's ``scaling``.
+transformers' ``GPT2Model`` spends a good part of its time in Python around its kernels: keyword
+handling, output capture, building the attention mask through mask functions. PPO runs one forward
+per minibatch of each of two models, plus one of each model per rollout and one per sampled token,
+so :func:`forward` calls the model's own submodules directly (embeddings, layer norms, ``Conv1D``
+projections, MLP, dropouts) and ``scaled_dot_product_attention`` with the arguments transformers'
+``sdpa`` attention passes it: the causal-and-padding mask, or none and ``is_causal`` when nothing is
+padded (as ``masking_utils`` skips the mask then), and each layer's ``scaling``.
 
 It takes this path only for a model it computes exactly (:func:`plain`): a ``GPT2Model`` or
 ``GPT2LMHeadModel`` itself (not a subclass or a wrapper such as a ``peft`` model), with ``sdpa``
-attention, no cross-attention, no gradient checkpointing, no hooks on the model (torch's or
-accelerate's), and no attention dropout while training. Anything else is called as ``model(...)``.
-``tests/test_gpt2.py`` checks outputs and gradients against transformers' forward bit for bit.
+attention, causal, no cross-attention, no gradient checkpointing, nothing that changes the forward
+of the modules it calls by way of their parts (the model, its blocks and their attention: torch's
+hooks, accelerate's, a replaced or compiled forward), and no attention dropout while training.
+Anything else is called as ``model(...)``. ``tests/test_gpt2.py`` checks outputs and gradients
+against transformers' forward bit for bit.
 """
 
 from __future__ import annotations
@@ -36,19 +37,30 @@ def plain(model: nn.Module) -> bool:
     """Whether :func:`forward` computes ``model``'s forward itself (see the module doc): a
     ``GPT2Model`` or ``GPT2LMHeadModel`` with ``sdpa`` attention and nothing that changes its forward.
 
-    Used in notebooks 03–09. ``klcourse.padding.padded_forward`` calls it.
+    Used in notebooks 03–09. :func:`forward` and :func:`cached_forward` call it.
     """
     if type(model) not in (GPT2Model, GPT2LMHeadModel):
         return False
     body = model.transformer if isinstance(model, GPT2LMHeadModel) else model
     config = body.config
-    hooked = any(m._forward_hooks or m._forward_pre_hooks or hasattr(m, "_hf_hook") for m in (model, body))
-    attention_dropout = body.training and any(block.attn.attn_dropout.p > 0 for block in body.h)
+    skipped = [model, body, *body.h, *(block.attn for block in body.h)]  # called by way of their parts
+    changed = any(
+        m._forward_hooks
+        or m._forward_pre_hooks
+        or m._backward_hooks
+        or m._backward_pre_hooks
+        or hasattr(m, "_hf_hook")
+        or "forward" in vars(m)
+        or getattr(m, "_compiled_call_impl", None) is not None
+        for m in skipped
+    )
+    attention_dropout = any(block.attn.training and block.attn.attn_dropout.p > 0 for block in body.h)
     return not (
         config._attn_implementation != "sdpa"
+        or not getattr(config, "is_causal", True)
         or config.add_cross_attention
         or body.gradient_checkpointing
-        or hooked
+        or changed
         or attention_dropout
     )
 
@@ -124,7 +136,7 @@ def cached_forward(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor, to
     covers all positions so far. A :func:`plain` GPT-2 runs :func:`hidden_states` with its own cache,
     any other model its forward with a ``DynamicCache``.
 
-    Used in notebooks 03–07. ``klcourse.sampling.draw_tokens`` calls it.
+    Used in notebooks 03–09. ``klcourse.sampling.draw_tokens`` calls it.
     """
     if plain(model) and isinstance(model, GPT2LMHeadModel):
         blocks: list[list[torch.Tensor]] = []

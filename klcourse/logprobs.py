@@ -52,7 +52,7 @@ def response_positions(x: torch.Tensor, rollout: Rollout) -> torch.Tensor:
 def response_logits(model: PreTrainedModel, rollout: Rollout) -> torch.Tensor:
     """Logits that predict each response token, ``[B, R, V]``, from one forward pass over
     prompt + response (:func:`response_positions`), with positions from the attention mask
-    (:func:`klcourse.padding.padded_forward`), as ``generate`` numbered them when it sampled.
+    (:func:`klcourse.padding.padded_forward`), as the sampler numbered them when it drew them.
 
     Taught in notebooks 03 and 07.
     """

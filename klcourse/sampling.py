@@ -105,7 +105,7 @@ def draw_tokens(
     penalty, top-k): the sampled distribution is exactly the one the log-probabilities score.
     (:func:`sample` draws with it.)
 
-    Used in notebooks 03–07.
+    Used in notebooks 03–09.
     """
     from klcourse.logprobs import top_p_kept
 
@@ -156,6 +156,8 @@ def sample(
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     eos = tokenizer.eos_token_id if eos_token_id is None else eos_token_id

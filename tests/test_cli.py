@@ -268,6 +268,20 @@ def test_the_installed_klcourse_script_has_every_readme_command():
     assert_one_line(bad, 2, "klcourse sweep", "--betas", "'-1'")
 
 
+def test_the_thread_report_gives_medians_ranges_and_each_repeats_ratio():
+    from klcourse.tools.bench import Throughput, thread_report
+
+    runs = {
+        1: [Throughput("1 threads", 640, s) for s in (2.0, 1.0, 1.6)],  # 320, 640, 400 episodes/s
+        2: [Throughput("2 threads", 640, s) for s in (1.0, 1.25, 2.0)],  # 640, 512, 320
+    }
+    report = " ".join(thread_report(runs).split())
+    assert "PPO at 1 torch threads 400.0 episodes/s (min 320.0, max 640.0)" in report
+    assert "PPO at 2 torch threads 512.0 episodes/s (min 320.0, max 640.0)" in report
+    # the repeats' own ratios are 2.0, 0.8 and 0.8
+    assert "2 threads / 1, each repeat's own ratio: median 0.80 (min 0.80, max 2.00)" in report
+
+
 def test_the_throughput_report_gives_medians_ranges_both_ratios_and_phase_times():
     from klcourse.tools.bench import Throughput, ThroughputComparison
 

@@ -21,8 +21,8 @@ def _model(**overrides) -> GPT2LMHeadModel:
 
 
 CONFIGS = {
-    "the course's": {},
-    "layer-scaled attention, a narrow MLP, NewGELU": dict(
+    "the course's": dict(activation_function="gelu_pytorch_tanh"),
+    "layer-scaled attention, a narrow MLP, GELU in five operations": dict(
         scale_attn_by_inverse_layer_idx=True, n_inner=48, activation_function="gelu_new"
     ),
     "unscaled attention": dict(scale_attn_weights=False),
@@ -72,6 +72,27 @@ def test_the_forward_and_its_gradients_are_transformers_to_the_bit(config, patte
     )
 
 
+def test_embedding_and_residual_dropout_draw_as_transformers_draws():
+    """In training with dropout on the embeddings and residuals (attention dropout off), the same
+    generator state gives the same dropped units: outputs and gradients equal to the bit."""
+    config = dict(embd_pdrop=0.1, resid_pdrop=0.1, attn_pdrop=0.0)
+    ours, theirs = _model(**config).train(), _model(**config).train()
+    assert gpt2.plain(ours)
+    ids, mask = _batch("left")
+    positions = position_ids(mask)
+    torch.manual_seed(5)
+    a = gpt2.forward(ours, ids, mask, positions).logits
+    torch.manual_seed(5)
+    b = theirs(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+    assert torch.equal(a, b)
+    torch.manual_seed(6)
+    assert not torch.equal(a, theirs(input_ids=ids, attention_mask=mask, position_ids=positions).logits)
+    a.sum().backward()
+    b.sum().backward()
+    for (name, p), q in zip(ours.named_parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(p.grad, q.grad), name
+
+
 @pytest.mark.parametrize("pattern", ["none", "left"])
 def test_cached_decoding_is_transformers_dynamic_cache_to_the_bit(pattern):
     """Prefill on (left-padded) prompts, then one token at a time, as the sampler runs: every step's
@@ -118,9 +139,28 @@ def test_what_it_cannot_compute_exactly_runs_the_model_itself():
     hooked.register_forward_hook(lambda module, args, out: None)
     dispatched = _model()
     dispatched._hf_hook = object()  # accelerate's device-map hook, which wraps the forward
+    block_hooked = _model()
+    block_hooked.transformer.h[1].attn.register_forward_pre_hook(lambda module, args: None)
+    backward_hooked = _model()
+    backward_hooked.transformer.h[0].register_full_backward_hook(lambda module, grad_in, grad_out: None)
+    replaced = _model()
+    replaced.transformer.h[0].forward = lambda *args, **kwargs: None
+    bidirectional = _model()
+    bidirectional.config.is_causal = False
     lora = with_lora(copy.deepcopy(model), rank=2)
     classifier = GPT2ForSequenceClassification(model.config).eval()
-    for other in (eager, dropping, hooked, dispatched, lora, classifier):
+    for other in (
+        eager,
+        dropping,
+        hooked,
+        dispatched,
+        block_hooked,
+        backward_hooked,
+        replaced,
+        bidirectional,
+        lora,
+        classifier,
+    ):
         assert not gpt2.plain(other)
     assert gpt2.plain(model) and gpt2.plain(classifier.transformer)
     ids, mask = _batch("left")

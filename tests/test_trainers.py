@@ -166,3 +166,5 @@ def test_top_p_samples_stay_in_the_kept_set(smoke_world):
     assert inside.all()
     with pytest.raises(ValueError, match="top_p"):
         top_p_kept(kept.float(), 0.0)
+    with pytest.raises(ValueError, match="max_new_tokens must be at least 1, got 0"):
+        sample(smoke_world.reference, smoke_world.tokenizer, ["the food"], max_new_tokens=0)

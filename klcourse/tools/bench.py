@@ -1,5 +1,12 @@
 """Benchmarks that print figures: ``klcourse bench kl-cost``, ``… ppo`` and ``… stability``.
 
+``ppo`` runs klcourse PPO and TRL's ``RLOOTrainer`` in turn on the same world and update work
+(:func:`compare_throughput`), every side at torch's default thread count, one per core; ``threads``
+runs PPO at several thread counts in turn (:func:`thread_throughput`), which is how that default was
+checked. ``results/bench-ppo.txt`` holds runs of both on 2 CPU cores, with the machine and the
+course environment's versions (TRL 1.12's side runs in the environment
+:mod:`klcourse.tools.bench_trl_ppo` describes).
+
 ``stability`` trains PPO at several update sizes (learning rate × epochs over each batch), βs and
 seeds, and counts the runs that spike: whose KL to the reference rises by more than
 :data:`SPIKE_NATS` in one step. ``max approx-KL`` is the median over runs of each run's largest.
@@ -285,9 +292,10 @@ class ThroughputComparison:
 def compare_throughput(
     world: World, config: PPOConfig, steps: int, repeats: int, trl_ppo_python: str | None = None
 ) -> ThroughputComparison:
-    """One warm-up run of each side (2 steps, discarded), then ``repeats`` rounds that run PPO and
-    RLOO (and TRL 1.12's PPO in ``trl_ppo_python``'s environment, if given) in turn, each for
-    ``steps`` measured steps, so that a slow spell of the machine hits every side."""
+    """One warm-up run of PPO and of RLOO (2 steps, discarded), then ``repeats`` rounds that run PPO
+    and RLOO (and TRL 1.12's PPO in ``trl_ppo_python``'s environment, if given, which warms up one
+    step in its own process) in turn, each for ``steps`` measured steps, so that a slow spell of the
+    machine hits every side."""
     threads = torch.get_num_threads()
     ppo_throughput(world, config, 1)
     rloo_throughput(world, config, 1)
@@ -300,6 +308,39 @@ def compare_throughput(
         if trl_ppo_python is not None:
             trl_ppo.append(trl_ppo_throughput(trl_ppo_python, world.preset.name, steps, threads))
     return ThroughputComparison(ppo, rloo, shares, trl_ppo, config.batch_size)
+
+
+def thread_throughput(
+    world: World, config: PPOConfig, steps: int, repeats: int, counts: list[int]
+) -> dict[int, list[Throughput]]:
+    """klcourse PPO at each torch thread count of ``counts`` in turn (``torch.set_num_threads``), after
+    one warm-up run: ``repeats`` rounds of ``steps`` measured steps per count."""
+    ppo_throughput(world, config, 1)
+    runs: dict[int, list[Throughput]] = {n: [] for n in counts}
+    for _ in range(repeats):
+        for n in counts:
+            torch.set_num_threads(n)
+            runs[n].append(replace(ppo_throughput(world, config, steps)[0], name=f"{n} threads"))
+    return runs
+
+
+def thread_report(runs: dict[int, list[Throughput]]) -> str:
+    """Median and min–max episodes/s per thread count, and each repeat's own ratio to the first count."""
+    first, *rest = runs
+    lines = []
+    for n, mine in runs.items():
+        rates = [t.episodes_per_s for t in mine]
+        lines.append(
+            f"  PPO at {n:2d} torch threads {statistics.median(rates):7.1f} episodes/s "
+            f"(min {min(rates):.1f}, max {max(rates):.1f})"
+        )
+    for n in rest:
+        paired = _paired(runs[n], runs[first])
+        lines.append(
+            f"  {n} threads / {first}, each repeat's own ratio: median {statistics.median(paired):.2f} "
+            f"(min {min(paired):.2f}, max {max(paired):.2f})"
+        )
+    return "\n".join(lines)
 
 
 def update_stability(
@@ -359,6 +400,15 @@ def main(argv: list[str] | None = None) -> None:
         help="the Python of an environment with TRL 1.12, to measure its PPOTrainer too "
         "(how to make one: klcourse/tools/bench_trl_ppo.py)",
     )
+    th = sub.add_parser("threads", help="klcourse PPO's episodes/s at several torch thread counts, in turn")
+    th.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
+    th.add_argument(
+        "--counts", type=cli.positive_int, nargs="+", help="thread counts (default: 1 and one per core)"
+    )
+    th.add_argument(
+        "--steps", type=cli.positive_int, default=20, help="measured steps per run (plus one warm-up)"
+    )
+    th.add_argument("--repeats", type=cli.positive_int, default=7, help="rounds over the thread counts")
     st = sub.add_parser("stability", help="PPO spikes vs update size (learning rate × epochs)")
     st.add_argument("--preset", choices=sorted(PRESETS), help="default: $KLCOURSE_PRESET or by device")
     st.add_argument(
@@ -416,9 +466,21 @@ def _run(args: argparse.Namespace) -> None:
         return
     from klcourse.ppo import config_for
 
+    config = config_for(world.preset, beta=0.05)
+    if args.benchmark == "threads":
+        import os
+
+        counts = args.counts or sorted({1, os.cpu_count() or 1})
+        print(
+            f"device: {world.device}, preset: {world.preset.name}; klcourse PPO as in `bench ppo`; "
+            f"{args.repeats} rounds over {counts} threads, {args.steps} measured steps each, after a warm-up"
+        )
+        t0 = time.perf_counter()
+        print(thread_report(thread_throughput(world, config, args.steps, args.repeats, counts)))
+        print(_made_on(world, time.perf_counter() - t0))
+        return
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = config_for(world.preset, beta=0.05)
     print(
         f"device: {world.device}, preset: {world.preset.name}, {torch.get_num_threads()} torch threads; "
         f"batch {config.batch_size}, minibatch {config.mini_batch_size}, {config.ppo_epochs} epochs, "
@@ -431,7 +493,19 @@ def _run(args: argparse.Namespace) -> None:
         "forward and backward per epoch.\n  TRL 1.12 PPO (if measured): as PPO, its old log-probs taken from "
         "the sampler's logits."
     )
+    t0 = time.perf_counter()
     print(compare_throughput(world, config, args.steps, args.repeats, args.trl_ppo_python).report())
+    print(_made_on(world, time.perf_counter() - t0))
+
+
+def _made_on(world: World, seconds: float) -> str:
+    from klcourse.sweep import provenance
+
+    info = provenance(world)
+    return (
+        f"  {seconds / 60:.1f} min on {info['card']}, {time.strftime('%Y-%m-%d')}; torch {info['torch']}, "
+        f"transformers {info['transformers']}, trl {info['trl']}"
+    )
 
 
 if __name__ == "__main__":
