@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``klcourse bench kl-cost``, ``… ppo`` and ``… stability``.
+"""Benchmarks that print figures: ``klcourse bench kl-cost``, ``… ppo``, ``… threads`` and ``… stability``.
 
 ``ppo`` runs klcourse PPO and TRL's ``RLOOTrainer`` in turn on the same world and update work
 (:func:`compare_throughput`), every side at torch's default thread count, one per core; ``threads``

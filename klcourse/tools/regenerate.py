@@ -65,7 +65,7 @@ def run_notebook(path: Path, timeout: int = 1800, write: bool = True) -> float:
         if getattr(client, "_async_cleanup_kernel_future", None) is not None:
             raise KeyboardInterrupt from None
         raise
-    seconds = time.perf_counter() - t0
+    seconds = round(time.perf_counter() - t0, 1)  # as runtimes.json records it, so every copy agrees
     if write:
         stamp_run_time(nb, seconds)
         text = nbformat.writes(nb)
