@@ -228,6 +228,15 @@ def _paired(ppo: list[Throughput], other: list[Throughput]) -> list[float]:
     return [p.episodes_per_s / o.episodes_per_s for p, o in zip(ppo, other, strict=True)]
 
 
+def _rates(runs: list[Throughput]) -> str:
+    rates = [t.episodes_per_s for t in runs]
+    return f"{statistics.median(rates):7.1f} episodes/s (min {min(rates):.1f}, max {max(rates):.1f})"
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})"
+
+
 @dataclass(frozen=True)
 class ThroughputComparison:
     """PPO, RLOO (and TRL 1.12's PPO, if measured) run in turn: each repeat's :class:`Throughput`
@@ -268,15 +277,11 @@ class ThroughputComparison:
         def ratios(name: str, of_medians: float, paired: list[float]) -> str:
             return (
                 f"  PPO / {name}, episodes/s: ratio of medians {of_medians:.2f}; each repeat's own ratio: "
-                f"median {statistics.median(paired):.2f} (min {min(paired):.2f}, max {max(paired):.2f})"
+                f"{_spread(paired)}"
             )
 
         def line(runs: list[Throughput]) -> str:
-            rates = [t.episodes_per_s for t in runs]
-            return (
-                f"  {runs[0].name:20s} {statistics.median(rates):7.1f} episodes/s "
-                f"(min {min(rates):.1f}, max {max(rates):.1f})"
-            )
+            return f"  {runs[0].name:20s} {_rates(runs)}"
 
         step_s = self.batch_size / _median_rate(self.ppo)
         medians = {k: statistics.median(s[k] for s in self.ppo_shares) for k in self.ppo_shares[0]}
@@ -320,26 +325,18 @@ def thread_throughput(
     for _ in range(repeats):
         for n in counts:
             torch.set_num_threads(n)
-            runs[n].append(replace(ppo_throughput(world, config, steps)[0], name=f"{n} threads"))
+            runs[n].append(ppo_throughput(world, config, steps)[0])
     return runs
 
 
 def thread_report(runs: dict[int, list[Throughput]]) -> str:
     """Median and min–max episodes/s per thread count, and each repeat's own ratio to the first count."""
     first, *rest = runs
-    lines = []
-    for n, mine in runs.items():
-        rates = [t.episodes_per_s for t in mine]
-        lines.append(
-            f"  PPO at {n:2d} torch threads {statistics.median(rates):7.1f} episodes/s "
-            f"(min {min(rates):.1f}, max {max(rates):.1f})"
-        )
-    for n in rest:
-        paired = _paired(runs[n], runs[first])
-        lines.append(
-            f"  {n} threads / {first}, each repeat's own ratio: median {statistics.median(paired):.2f} "
-            f"(min {min(paired):.2f}, max {max(paired):.2f})"
-        )
+    lines = [f"  PPO at {n:2d} torch threads {_rates(mine)}" for n, mine in runs.items()]
+    lines += [
+        f"  {n} threads / {first}, each repeat's own ratio: {_spread(_paired(runs[n], runs[first]))}"
+        for n in rest
+    ]
     return "\n".join(lines)
 
 
